@@ -12,7 +12,10 @@ keeps working:
      |     a URL offered for shortening breaks the URL policy; `rule` names
      |     the rule (machine-readable), `detail` explains it to a person
      +-- InvalidCode(HyperlinkrError, ValueError)
-           a short code or custom alias is malformed or reserved
+     |     a short code or custom alias is malformed or reserved
+     +-- RecordError(HyperlinkrError, ValueError)
+           stored or wire bytes (an LMDB record, a ring message) cannot be
+           decoded: corrupt, or written by an incompatible version
 
 Foreign exceptions (lmdb, idna, ...) are translated at the boundary with
 `raise X(...) from exc`, never leaked as they are.
@@ -20,7 +23,13 @@ Foreign exceptions (lmdb, idna, ...) are translated at the boundary with
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "HyperlinkrError", "InvalidCode", "UrlRefused"]
+__all__ = [
+    "ConfigError",
+    "HyperlinkrError",
+    "InvalidCode",
+    "RecordError",
+    "UrlRefused",
+]
 
 
 class HyperlinkrError(Exception):
@@ -59,3 +68,7 @@ class InvalidCode(HyperlinkrError, ValueError):
 
     def __reduce__(self) -> tuple[type[InvalidCode], tuple[str]]:
         return (type(self), (self.detail,))
+
+
+class RecordError(HyperlinkrError, ValueError):
+    """Bytes from a store or a ring cannot be decoded into a value."""

@@ -6,10 +6,16 @@ import pickle
 
 import pytest
 
-from hyperlinkr.errors import ConfigError, HyperlinkrError, InvalidCode, UrlRefused
+from hyperlinkr.errors import (
+    ConfigError,
+    HyperlinkrError,
+    InvalidCode,
+    RecordError,
+    UrlRefused,
+)
 
 
-@pytest.mark.parametrize("cls", [ConfigError, UrlRefused, InvalidCode])
+@pytest.mark.parametrize("cls", [ConfigError, UrlRefused, InvalidCode, RecordError])
 def test_every_error_is_a_hyperlinkr_error_and_a_value_error(cls: type) -> None:
     assert issubclass(cls, HyperlinkrError)
     assert issubclass(cls, ValueError)
