@@ -14,8 +14,11 @@ keeps working:
      +-- InvalidCode(HyperlinkrError, ValueError)
      |     a short code or custom alias is malformed or reserved
      +-- RecordError(HyperlinkrError, ValueError)
-           stored or wire bytes (an LMDB record, a ring message) cannot be
-           decoded: corrupt, or written by an incompatible version
+     |     stored or wire bytes (an LMDB record, a ring message) cannot be
+     |     decoded (corrupt, incompatible version) or a value is too big to
+     |     be encoded into its fixed-size slot
+     +-- StoreError(HyperlinkrError, OSError)
+           the durable store failed (LMDB map full, disk error, ...)
 
 Foreign exceptions (lmdb, idna, ...) are translated at the boundary with
 `raise X(...) from exc`, never leaked as they are.
@@ -28,6 +31,7 @@ __all__ = [
     "HyperlinkrError",
     "InvalidCode",
     "RecordError",
+    "StoreError",
     "UrlRefused",
 ]
 
@@ -72,3 +76,7 @@ class InvalidCode(HyperlinkrError, ValueError):
 
 class RecordError(HyperlinkrError, ValueError):
     """Bytes from a store or a ring cannot be decoded into a value."""
+
+
+class StoreError(HyperlinkrError, OSError):
+    """The durable store (LMDB) failed to read or commit."""

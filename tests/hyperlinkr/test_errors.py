@@ -11,6 +11,7 @@ from hyperlinkr.errors import (
     HyperlinkrError,
     InvalidCode,
     RecordError,
+    StoreError,
     UrlRefused,
 )
 
@@ -39,3 +40,8 @@ def test_errors_survive_pickling_across_processes() -> None:
     assert (refused.rule, refused.detail) == ("length", "too long")
     invalid = pickle.loads(pickle.dumps(InvalidCode("bad")))
     assert invalid.detail == "bad"
+
+
+def test_store_error_is_an_os_error() -> None:
+    assert issubclass(StoreError, HyperlinkrError)
+    assert issubclass(StoreError, OSError)
