@@ -1,0 +1,184 @@
+"""The click record: what a web worker tells the analytics actor per redirect.
+
+One record is pushed to the click ring for every counted redirect, so
+`encode_click` sits on the hot path: one `struct.pack` and one join, with
+truncation only when a field is actually too long. The analytics actor
+decodes records off the hot path and must survive anything the ring hands
+it, so `decode_click` checks every length and raises `ClickRecordError`
+(a `ValueError`) instead of returning a half-read click.
+
+Layout, little endian, version 1::
+
+    offset  size  field
+    0       1     layout version (1)
+    1       8     ts_ms, u64, wall clock of the redirect
+    9       1     flags: bit 0 referrer present, bit 1 user agent present
+    10      1     code length in bytes, u8
+    11      1     referrer length in bytes, u8 (at most REFERRER_MAX_BYTES)
+    12      2     user agent length in bytes, u16 (at most USER_AGENT_MAX_BYTES)
+    14      ...   code, referrer, user agent: UTF-8, back to back
+
+Trailing NUL bytes after the last field are ignored, so a ring that hands
+back fixed-size slots decodes the same as one that keeps exact lengths.
+
+The client address is never part of a click: no raw IP reaches the ring,
+the actor or LMDB.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "REFERRER_MAX_BYTES",
+    "USER_AGENT_MAX_BYTES",
+    "Click",
+    "ClickRecordError",
+    "decode_click",
+    "encode_click",
+]
+
+REFERRER_MAX_BYTES = 200
+USER_AGENT_MAX_BYTES = 240
+
+_VERSION = 1
+_HEADER = struct.Struct("<BQBBBH")
+_HAS_REFERRER = 0x01
+_HAS_USER_AGENT = 0x02
+_KNOWN_FLAGS = _HAS_REFERRER | _HAS_USER_AGENT
+_U8_MAX = 0xFF
+
+
+class ClickRecordError(ValueError):
+    """A click record cannot be built or read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """One redirect as the analytics actor sees it."""
+
+    code: str
+    ts_ms: int
+    referrer: str | None
+    user_agent: str | None
+
+
+def _truncate_utf8(data: bytes, limit_bytes: int) -> bytes:
+    """Cut `data` to at most `limit_bytes` without splitting a character."""
+    if len(data) <= limit_bytes:
+        return data
+    end = max(limit_bytes, 0)
+    # A continuation byte (10xxxxxx) at the cut means a character started
+    # before it: back off to that character's first byte.
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end]
+
+
+def encode_click(
+    code: str,
+    ts_ms: int,
+    referrer: str | None,
+    user_agent: str | None,
+    record_bytes: int = 512,
+) -> bytes:
+    """Build the ring record for one redirect, never longer than `record_bytes`.
+
+    The referrer and user agent are truncated (on character boundaries) to
+    their limits and then to whatever room the record has left.
+    """
+    code_raw = code.encode()
+    room_bytes = record_bytes - _HEADER.size - len(code_raw)
+    if len(code_raw) > _U8_MAX or room_bytes < 0:
+        raise ClickRecordError(
+            f"code {code!r} is {len(code_raw)} bytes; a {record_bytes}-byte "
+            f"record holds codes up to {min(_U8_MAX, record_bytes - _HEADER.size)}"
+            " bytes: raise the ring's record size or shorten the code"
+        )
+
+    flags = 0
+    referrer_raw = b""
+    if referrer is not None:
+        flags |= _HAS_REFERRER
+        limit_bytes = min(REFERRER_MAX_BYTES, room_bytes)
+        referrer_raw = _truncate_utf8(referrer.encode(errors="replace"), limit_bytes)
+        room_bytes -= len(referrer_raw)
+    agent_raw = b""
+    if user_agent is not None:
+        flags |= _HAS_USER_AGENT
+        limit_bytes = min(USER_AGENT_MAX_BYTES, room_bytes)
+        agent_raw = _truncate_utf8(user_agent.encode(errors="replace"), limit_bytes)
+
+    try:
+        header = _HEADER.pack(
+            _VERSION, ts_ms, flags, len(code_raw), len(referrer_raw), len(agent_raw)
+        )
+    except struct.error as exc:
+        raise ClickRecordError(
+            f"ts_ms {ts_ms!r} does not fit an unsigned 64-bit field: {exc}"
+        ) from exc
+    return b"".join((header, code_raw, referrer_raw, agent_raw))
+
+
+def _check_header(record: bytes) -> tuple[int, int, int, int, int]:
+    if len(record) < _HEADER.size:
+        raise ClickRecordError(
+            f"click record is {len(record)} bytes; expected at least "
+            f"{_HEADER.size} (the header)"
+        )
+    fields: tuple[int, ...] = _HEADER.unpack_from(record)
+    version, ts_ms, flags, code_len, referrer_len, agent_len = fields
+    if version != _VERSION:
+        raise ClickRecordError(
+            f"click record layout version {version}; expected {_VERSION}"
+        )
+    if flags & ~_KNOWN_FLAGS:
+        raise ClickRecordError(f"click record has unknown flags {flags:#04x}")
+    if (referrer_len and not flags & _HAS_REFERRER) or (
+        agent_len and not flags & _HAS_USER_AGENT
+    ):
+        raise ClickRecordError("click record has data for a field marked absent")
+    if code_len == 0:
+        raise ClickRecordError("click record has an empty code")
+    if referrer_len > REFERRER_MAX_BYTES or agent_len > USER_AGENT_MAX_BYTES:
+        raise ClickRecordError(
+            f"click record field lengths {referrer_len}/{agent_len} exceed "
+            f"{REFERRER_MAX_BYTES}/{USER_AGENT_MAX_BYTES}"
+        )
+    return ts_ms, flags, code_len, referrer_len, agent_len
+
+
+def _check_body(record: bytes, end: int) -> None:
+    if len(record) < end:
+        raise ClickRecordError(
+            f"click record is {len(record)} bytes; its header announces {end}"
+        )
+    if record.count(0, end) != len(record) - end:
+        raise ClickRecordError(
+            f"click record has {len(record) - end} bytes of trailing data; "
+            "expected none or NUL padding"
+        )
+
+
+def decode_click(record: bytes) -> Click:
+    """Read a record built by `encode_click`; raise `ClickRecordError` if bad."""
+    ts_ms, flags, code_len, referrer_len, agent_len = _check_header(record)
+    start = _HEADER.size
+    end = start + code_len + referrer_len + agent_len
+    _check_body(record, end)
+
+    code_end = start + code_len
+    referrer_end = code_end + referrer_len
+    try:
+        code = bytes(record[start:code_end]).decode()
+        referrer = bytes(record[code_end:referrer_end]).decode()
+        agent = bytes(record[referrer_end:end]).decode()
+    except UnicodeDecodeError as exc:
+        raise ClickRecordError(f"click record is not valid UTF-8: {exc}") from exc
+    return Click(
+        code=code,
+        ts_ms=ts_ms,
+        referrer=referrer if flags & _HAS_REFERRER else None,
+        user_agent=agent if flags & _HAS_USER_AGENT else None,
+    )
