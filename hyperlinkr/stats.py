@@ -1,0 +1,185 @@
+"""Click statistics of one link: the stored record and the public view of it.
+
+The analytics actor is the only writer of the `stats` database; it keeps one
+orjson value per link code, shaped as `StoredStats`. This module owns that
+shape (the actor imports it from here, so the web side never depends on the
+workers package) and turns it into the body of `GET /stats/{code}`.
+
+Every breakdown counts every click, bots included: the `devices` map has a
+"bot" entry, so the sum of any breakdown equals `total`. Breakdowns are
+bounded by the writer; entries it had to drop are summed under `OTHER_KEY`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypedDict, cast
+
+import lmdb
+import orjson
+
+from hyperlinkr.storage import STATS_DB
+
+__all__ = [
+    "OTHER_KEY",
+    "STATS_LAYOUT_VERSION",
+    "RecentClick",
+    "StatsFormatError",
+    "StatsReader",
+    "StoredStats",
+    "dump_stats",
+    "empty_stats",
+    "load_stats",
+    "public_view",
+]
+
+STATS_LAYOUT_VERSION = 1
+OTHER_KEY = "(other)"
+TOP_ENTRIES = 10
+
+_COUNTER_FIELDS = (
+    "per_day",
+    "referrers",
+    "browsers",
+    "operating_systems",
+    "devices",
+)
+
+
+class StatsFormatError(ValueError):
+    """A stored stats value is not a version this code can read."""
+
+
+class RecentClick(TypedDict):
+    ts_ms: int
+    referrer: str
+    browser: str
+    os: str
+    device: str
+
+
+class StoredStats(TypedDict):
+    version: int
+    total: int
+    human: int
+    bot: int
+    first_ts_ms: int | None
+    last_ts_ms: int | None
+    per_day: dict[str, int]
+    referrers: dict[str, int]
+    browsers: dict[str, int]
+    operating_systems: dict[str, int]
+    devices: dict[str, int]
+    recent: list[RecentClick]
+
+
+def empty_stats() -> StoredStats:
+    """The stats of a link nobody has clicked yet."""
+    return StoredStats(
+        version=STATS_LAYOUT_VERSION,
+        total=0,
+        human=0,
+        bot=0,
+        first_ts_ms=None,
+        last_ts_ms=None,
+        per_day={},
+        referrers={},
+        browsers={},
+        operating_systems={},
+        devices={},
+        recent=[],
+    )
+
+
+def dump_stats(stats: StoredStats) -> bytes:
+    return orjson.dumps(stats)
+
+
+def load_stats(raw: bytes | memoryview) -> StoredStats:
+    """Read a stored value; raise `StatsFormatError` if it is not one."""
+    try:
+        value: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise StatsFormatError(f"stored stats are not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise StatsFormatError(
+            f"stored stats are a {type(value).__name__}; expected an object"
+        )
+    version = value.get("version")
+    if version != STATS_LAYOUT_VERSION:
+        raise StatsFormatError(
+            f"stored stats have layout version {version!r}; expected "
+            f"{STATS_LAYOUT_VERSION}"
+        )
+    missing = set(empty_stats()) - set(value)
+    if missing:
+        raise StatsFormatError(f"stored stats lack {sorted(missing)}")
+    malformed = [name for name in _COUNTER_FIELDS if not isinstance(value[name], dict)]
+    if malformed or not isinstance(value["recent"], list):
+        raise StatsFormatError(
+            f"stored stats fields {malformed or ['recent']} have the wrong type"
+        )
+    return cast(StoredStats, value)
+
+
+def _iso_utc(ts_ms: int | None) -> str | None:
+    if ts_ms is None:
+        return None
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _top(counts: dict[str, int], label: str) -> list[dict[str, Any]]:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{label: name, "clicks": n} for name, n in ranked[:TOP_ENTRIES]]
+
+
+def public_view(code: str, stats: StoredStats) -> dict[str, Any]:
+    """The JSON body of `GET /stats/{code}`."""
+    per_day = sorted(stats["per_day"].items())
+    return {
+        "code": code,
+        "clicks": {
+            "total": stats["total"],
+            "human": stats["human"],
+            "bot": stats["bot"],
+        },
+        "first_click_at": _iso_utc(stats["first_ts_ms"]),
+        "last_click_at": _iso_utc(stats["last_ts_ms"]),
+        "per_day": [{"date": day, "clicks": n} for day, n in per_day],
+        "referrers": _top(stats["referrers"], "host"),
+        "browsers": _top(stats["browsers"], "name"),
+        "operating_systems": _top(stats["operating_systems"], "name"),
+        "devices": _top(stats["devices"], "name"),
+        "recent": [_public_recent(click) for click in stats["recent"]],
+    }
+
+
+def _public_recent(click: RecentClick) -> dict[str, Any]:
+    return {
+        "at": _iso_utc(click["ts_ms"]),
+        "referrer": click["referrer"],
+        "browser": click["browser"],
+        "os": click["os"],
+        "device": click["device"],
+    }
+
+
+class StatsReader:
+    """Reads what the analytics actor wrote; cheap, any process, any thread."""
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self._env = env
+        self._db = env.open_db(STATS_DB)
+
+    def stored(self, code: str) -> StoredStats:
+        """The stored record of `code`, or empty stats if it has none."""
+        with self._env.begin(db=self._db) as txn:
+            raw = txn.get(code.encode())
+        if raw is None:
+            return empty_stats()
+        return load_stats(raw)
+
+    def get(self, code: str) -> dict[str, Any]:
+        """The public stats of `code`; zeros and empty lists when unclicked."""
+        return public_view(code, self.stored(code))

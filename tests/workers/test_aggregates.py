@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import orjson
+import pytest
+
+from hyperlinkr.clicks import Click
+from hyperlinkr.stats import OTHER_KEY, StoredStats, load_stats
+from hyperlinkr.storage import STATS_DB, open_environment
+from workers.aggregates import (
+    MAX_DAYS,
+    MAX_MAP_ENTRIES,
+    ClickAggregator,
+    aggregate,
+    merge_into,
+    referrer_host,
+)
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+DAY_MS = 86_400_000
+# 2024-05-01T00:00:00Z
+MAY_1_MS = 1_714_521_600_000
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
+    environment = open_environment(tmp_path / "lmdb", 64 * 1024 * 1024)
+    yield environment
+    environment.close()
+
+
+def _merge(env: lmdb.Environment, clicks: list[Click], recent_limit: int = 5) -> None:
+    db = env.open_db(STATS_DB)
+    with env.begin(write=True) as txn:
+        merge_into(txn, db, aggregate(clicks), recent_limit)
+
+
+def _stored(env: lmdb.Environment, code: str) -> StoredStats:
+    db = env.open_db(STATS_DB)
+    with env.begin(db=db) as txn:
+        raw = txn.get(code.encode())
+    assert raw is not None
+    return load_stats(raw)
+
+
+@pytest.mark.parametrize(
+    ("referrer", "host"),
+    [
+        (None, "direct"),
+        ("", "direct"),
+        ("https://News.Example.com:8443/a?b=c", "news.example.com"),
+        ("android-app://com.google.android.gm/", "com.google.android.gm"),
+        ("not a url", "unknown"),
+        ("http://[::1", "unknown"),
+    ],
+)
+def test_referrer_is_reduced_to_its_host(referrer: str | None, host: str) -> None:
+    assert referrer_host(referrer) == host
+
+
+def test_batch_is_folded_per_code() -> None:
+    deltas = aggregate(
+        [
+            Click("a", MAY_1_MS + 5, "https://x.io/p", FIREFOX),
+            Click("a", MAY_1_MS + 1, None, GOOGLEBOT),
+            Click("a", MAY_1_MS + DAY_MS, None, FIREFOX),
+            Click("b", MAY_1_MS, None, None),
+        ]
+    )
+
+    a = deltas["a"]
+    assert (a.total, a.human, a.bot) == (3, 2, 1)
+    assert (a.first_ts_ms, a.last_ts_ms) == (MAY_1_MS + 1, MAY_1_MS + DAY_MS)
+    assert a.per_day == {"2024-05-01": 2, "2024-05-02": 1}
+    assert a.referrers == {"x.io": 1, "direct": 2}
+    assert a.browsers == {"Firefox": 2, "Googlebot": 1}
+    assert a.operating_systems == {"Linux": 2, "Other": 1}
+    assert a.devices == {"desktop": 2, "bot": 1}
+    assert len(a.recent) == 3
+    assert deltas["b"].bot == 1
+
+
+def test_aggregator_clear_starts_a_new_batch() -> None:
+    aggregator = ClickAggregator()
+    aggregator.add(Click("a", MAY_1_MS, None, FIREFOX))
+    assert aggregator.pending_clicks == 1
+
+    aggregator.clear()
+
+    assert aggregator.pending_clicks == 0
+    assert not aggregator.deltas()
+
+
+def test_merges_add_up_across_transactions(env: lmdb.Environment) -> None:
+    _merge(env, [Click("a", MAY_1_MS + 10, "https://x.io/", FIREFOX)])
+    _merge(env, [Click("a", MAY_1_MS, None, GOOGLEBOT)])
+
+    stats = _stored(env, "a")
+    assert (stats["total"], stats["human"], stats["bot"]) == (2, 1, 1)
+    assert (stats["first_ts_ms"], stats["last_ts_ms"]) == (MAY_1_MS, MAY_1_MS + 10)
+    assert stats["per_day"] == {"2024-05-01": 2}
+    assert stats["referrers"] == {"x.io": 1, "direct": 1}
+    assert stats["devices"] == {"desktop": 1, "bot": 1}
+
+
+def test_recent_list_keeps_the_newest_first_and_is_bounded(
+    env: lmdb.Environment,
+) -> None:
+    _merge(env, [Click("a", MAY_1_MS + i, None, FIREFOX) for i in range(4)], 3)
+    _merge(env, [Click("a", MAY_1_MS + 10 + i, None, FIREFOX) for i in (1, 0)], 3)
+
+    recent = _stored(env, "a")["recent"]
+    assert [click["ts_ms"] - MAY_1_MS for click in recent] == [11, 10, 3]
+    assert recent[0] == {
+        "ts_ms": MAY_1_MS + 11,
+        "referrer": "direct",
+        "browser": "Firefox",
+        "os": "Linux",
+        "device": "desktop",
+    }
+
+
+def test_referrer_map_is_bounded_and_overflow_is_summed(
+    env: lmdb.Environment,
+) -> None:
+    popular = [Click("a", MAY_1_MS, "https://top.io/", FIREFOX)] * 10
+    many = [
+        Click("a", MAY_1_MS, f"https://h{i}.io/", FIREFOX)
+        for i in range(MAX_MAP_ENTRIES * 2)
+    ]
+    _merge(env, popular + many)
+    _merge(env, [Click("a", MAY_1_MS, "https://new.io/", FIREFOX)])
+
+    referrers = _stored(env, "a")["referrers"]
+    assert len(referrers) == MAX_MAP_ENTRIES
+    assert referrers["top.io"] == 10
+    assert sum(referrers.values()) == 10 + MAX_MAP_ENTRIES * 2 + 1
+    assert referrers[OTHER_KEY] > 0
+
+
+def test_per_day_keeps_the_newest_days(env: lmdb.Environment) -> None:
+    clicks = [Click("a", MAY_1_MS + i * DAY_MS, None, FIREFOX) for i in range(450)]
+    _merge(env, clicks)
+
+    per_day = _stored(env, "a")["per_day"]
+    assert len(per_day) == MAX_DAYS
+    assert min(per_day) == "2024-06-20"
+
+
+def test_unreadable_stored_value_restarts_that_link(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = env.open_db(STATS_DB)
+    with env.begin(write=True, db=db) as txn:
+        txn.put(b"a", orjson.dumps({"version": 99}))
+
+    _merge(env, [Click("a", MAY_1_MS, None, FIREFOX)])
+
+    assert _stored(env, "a")["total"] == 1
+    assert "starting them again from zero" in caplog.text
+
+
+def test_nothing_is_written_when_the_transaction_aborts(
+    env: lmdb.Environment,
+) -> None:
+    db = env.open_db(STATS_DB)
+    with pytest.raises(RuntimeError), env.begin(write=True) as txn:
+        merge_into(txn, db, aggregate([Click("a", MAY_1_MS, None, None)]), 5)
+        raise RuntimeError("crash before commit")
+
+    with env.begin(db=db) as txn:
+        assert txn.get(b"a") is None
