@@ -1,0 +1,290 @@
+"""The analytics actor against an in-process ring stand-in and a real LMDB."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import pytest
+from list_ring import ListRing
+
+from hyperlinkr.clicks import encode_click
+from hyperlinkr.stats import StatsReader
+from hyperlinkr.storage import META_DB, open_environment
+from workers.analytics import (
+    CHECKPOINT_KEY,
+    AnalyticsActor,
+    Checkpoint,
+    CheckpointError,
+    RingContractError,
+)
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+MAY_1_MS = 1_714_521_600_000
+MAP_SIZE_BYTES = 64 * 1024 * 1024
+NEVER_MS = 3_600_000
+
+
+class ActorDied(Exception):
+    """Stands for the actor process being killed."""
+
+
+class DiesBeforeAdvance:
+    """Wraps a ring so that the consumer dies right after its LMDB commit."""
+
+    def __init__(self, ring: ListRing) -> None:
+        self._ring = ring
+        self.generation = ring.generation
+
+    @property
+    def head(self) -> int:
+        return self._ring.head
+
+    def peek(self, max_records: int) -> tuple[list[bytes], int]:
+        return self._ring.peek(max_records)
+
+    def advance(self, end_position: int) -> None:
+        raise ActorDied(f"killed before advancing to {end_position}")
+
+
+@pytest.fixture
+def lmdb_path(tmp_path: Path) -> Path:
+    return tmp_path / "lmdb"
+
+
+@pytest.fixture
+def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
+    environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    yield environment
+    environment.close()
+
+
+def _push(ring: ListRing, code: str, count: int) -> None:
+    for i in range(count):
+        record = encode_click(code, MAY_1_MS + i, None, FIREFOX, ring.record_bytes)
+        assert ring.push(record) >= 0
+
+
+def _total(env: lmdb.Environment, code: str) -> int:
+    total: int = StatsReader(env).get(code)["clicks"]["total"]
+    return total
+
+
+def _checkpoint(env: lmdb.Environment) -> Checkpoint:
+    with env.begin(db=env.open_db(META_DB)) as txn:
+        raw = txn.get(CHECKPOINT_KEY)
+    assert raw is not None
+    return Checkpoint.unpack(raw)
+
+
+def test_clicks_are_counted_and_released(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    _push(ring, "a", 10)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+
+    assert actor.run_once() == 10
+
+    assert _total(env, "a") == 10
+    assert ring.head == 10
+    assert _checkpoint(env) == Checkpoint(ring.generation, 10)
+
+
+def test_records_pending_between_flushes_are_taken_once(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
+    _push(ring, "a", 3)
+    assert actor.run_once() == 3
+    _push(ring, "a", 2)
+    assert actor.run_once() == 2
+    assert actor.run_once() == 0
+
+    actor.flush()
+
+    assert _total(env, "a") == 5
+    assert ring.advance_calls == [5]
+
+
+def test_a_full_batch_flushes_before_the_interval(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    _push(ring, "a", 10)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS, batch_records=4)
+
+    assert actor.run_once() == 4
+
+    assert _total(env, "a") == 4
+    assert ring.head == 4
+    assert actor.statistics().flushes == 1
+
+
+def test_crash_after_commit_before_advance_does_not_count_twice(
+    lmdb_path: Path,
+) -> None:
+    """The checkpoint committed with the counts lets the next life skip them."""
+    ring = ListRing()
+    _push(ring, "a", 7)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    doomed = AnalyticsActor(DiesBeforeAdvance(ring), env, flush_interval_ms=0)
+    with pytest.raises(ActorDied):
+        doomed.run_once()
+    env.close()
+    assert ring.head == 0  # the records are still in the ring
+
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+    actor.recover()
+    assert ring.head == 7
+    _push(ring, "a", 2)
+    assert actor.run_once() == 2
+
+    assert _total(env, "a") == 9
+    env.close()
+
+
+def test_crash_before_commit_counts_the_records_after_restart(
+    lmdb_path: Path,
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 5)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    doomed = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
+    assert doomed.run_once() == 5  # aggregated, never flushed
+    env.close()
+
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+    assert actor.run_once() == 5
+
+    assert _total(env, "a") == 5
+    env.close()
+
+
+def test_new_ring_generation_counts_from_its_head(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_ring = ListRing(generation=1)
+    _push(old_ring, "a", 6)
+    AnalyticsActor(old_ring, env, flush_interval_ms=0).run_once()
+
+    new_ring = ListRing(generation=2)
+    _push(new_ring, "a", 4)
+    actor = AnalyticsActor(new_ring, env, flush_interval_ms=0)
+    actor.recover()
+    assert new_ring.advance_calls == []
+    assert actor.run_once() == 4
+
+    assert _total(env, "a") == 10
+    assert _checkpoint(env) == Checkpoint(2, 4)
+    assert "click ring was recreated" in caplog.text
+
+
+def test_bad_records_are_skipped_counted_and_logged_once_per_flush(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 2)
+    ring.push(b"garbage")
+    ring.push(b"")
+    _push(ring, "a", 1)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+
+    assert actor.run_once() == 5
+
+    assert _total(env, "a") == 3
+    assert ring.head == 5
+    assert actor.statistics().bad_records == 2
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "skipped 2 click records" in warnings[0].getMessage()
+
+
+def test_run_flushes_on_the_interval_and_stops_on_a_callable(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 10)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=20)
+
+    actor.run(lambda: ring.head == ring.tail)
+
+    assert _total(env, "a") == 10
+    assert actor.statistics().flushes == 1
+
+
+def test_run_flushes_once_more_when_the_event_is_set(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 3)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
+    stop = threading.Event()
+    thread = threading.Thread(target=actor.run, args=(stop,))
+    thread.start()
+    try:
+        while actor.statistics().records_seen < 3 and thread.is_alive():
+            stop.wait(0.005)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive(), "analytics actor deadlocked on stop"
+
+    assert _total(env, "a") == 3
+    assert ring.head == 3
+
+
+def test_statistics_snapshot(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    _push(ring, "a", 4)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
+    actor.run_once()
+    pending = actor.statistics()
+    actor.flush()
+    flushed = actor.statistics()
+
+    assert (pending.records_seen, pending.pending_records) == (4, 4)
+    assert (pending.flushes, pending.last_flush_ms) == (0, None)
+    assert (flushed.flushes, flushed.pending_records) == (1, 0)
+    assert flushed.last_flush_ms is not None
+    assert flushed.last_flush_duration_ms >= 0
+
+
+def test_flush_with_nothing_pending_writes_nothing(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    actor = AnalyticsActor(ring, env)
+    actor.recover()
+
+    actor.flush()
+
+    assert actor.statistics().flushes == 0
+    assert ring.advance_calls == []
+
+
+def test_unreadable_checkpoint_counts_from_the_ring_head(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    with env.begin(write=True, db=env.open_db(META_DB)) as txn:
+        txn.put(CHECKPOINT_KEY, b"short")
+    ring = ListRing()
+    _push(ring, "a", 1)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+
+    assert actor.run_once() == 1
+    assert "ring checkpoint is 5 bytes" in caplog.text
+    with pytest.raises(CheckpointError):
+        Checkpoint.unpack(b"short")
+
+
+def test_ring_that_loses_published_records_is_a_contract_error(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 3)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
+    actor.run_once()
+    ring._records.clear()
+
+    with pytest.raises(RingContractError):
+        actor.run_once()
