@@ -254,12 +254,16 @@ class AnalyticsActor:
             deltas = self._aggregator.deltas()
             merge_into(txn, self._stats_db, deltas, self._recent_limit)
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
-        self._ring.advance(checkpoint.position)
-
-        self._committed = checkpoint.position
+        self._aggregator.clear()
         self._taken = 0
         self._pending_since_s = None
-        self._aggregator.clear()
+        # Until advance() returns, the ring head is behind counted records:
+        # should it raise, the next run_once() recovers from the checkpoint.
+        self._recovered = False
+        self._ring.advance(checkpoint.position)
+        self._committed = checkpoint.position
+        self._recovered = True
+
         self._report_bad_records()
         self._flushes += 1
         self._last_flush_ms = int(time.time() * 1000)

@@ -144,6 +144,24 @@ def test_crash_after_commit_before_advance_does_not_count_twice(
     env.close()
 
 
+def test_failed_advance_is_recovered_by_the_same_actor(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    _push(ring, "a", 4)
+    flaky = DiesBeforeAdvance(ring)
+    actor = AnalyticsActor(flaky, env, flush_interval_ms=0)
+    with pytest.raises(ActorDied):
+        actor.run_once()
+
+    flaky.advance = ring.advance  # type: ignore[method-assign]
+    _push(ring, "a", 1)
+    assert actor.run_once() == 1
+
+    assert _total(env, "a") == 5
+    assert ring.head == 5
+
+
 def test_crash_before_commit_counts_the_records_after_restart(
     lmdb_path: Path,
 ) -> None:
