@@ -12,7 +12,6 @@ batch together with its effects (see workers/analytics.py), then advance.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from shm import _native
