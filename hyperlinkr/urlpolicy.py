@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from hyperlinkr.errors import ConfigError, UrlRefused
 
@@ -51,6 +51,8 @@ _ASCII_HOST = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
     r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
 )
+# RFC 3986 reserved characters plus "%": left alone when escaping an IRI.
+_URI_SAFE = ":/?#[]@!$&'()*+,;=%~"
 _IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -283,12 +285,20 @@ def _is_private(host: str, address: IpAddress | None) -> bool:
 
 
 def _rebuild(url: str, parts: SplitResult, host: str, address: IpAddress | None) -> str:
-    """Scheme and host normalised; everything after the authority untouched."""
+    """Scheme and host normalised; non-ASCII after the authority escaped.
+
+    A redirect carries the URL in the Location header, which is ASCII, so
+    an IRI such as `/café` is stored as the URI `/caf%C3%A9`; existing
+    escapes and every reserved character are kept as they are.
+    """
     netloc = f"[{host}]" if isinstance(address, ipaddress.IPv6Address) else host
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
     authority_end = len(parts.scheme) + 3 + len(parts.netloc)
-    return f"{parts.scheme}://{netloc}{url[authority_end:]}"
+    rest = url[authority_end:]
+    if not rest.isascii():
+        rest = quote(rest, safe=_URI_SAFE)
+    return f"{parts.scheme}://{netloc}{rest}"
 
 
 def load_blocklist(path: Path) -> frozenset[str]:

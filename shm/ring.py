@@ -12,6 +12,7 @@ batch together with its effects (see workers/analytics.py), then advance.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 from shm import _native
@@ -64,7 +65,7 @@ class Ring:
     ) -> Ring:
         spec = _spec(capacity_records, record_bytes)
 
-        def init(buffer: object, offset: int, generation: int) -> None:
+        def init(buffer: mmap.mmap, offset: int, generation: int) -> None:
             _native.init_ring(
                 buffer, offset, capacity_records, record_bytes, generation
             )

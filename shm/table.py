@@ -15,10 +15,11 @@ full capacity, against 0.7% with two ways, for 32 more bytes per entry.
 
 from __future__ import annotations
 
+import mmap
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from shm import _native
 from shm.layout import HEADER_BYTES, Kind, Segment, SegmentSpec
@@ -41,7 +42,7 @@ class _Negative:
     def __repr__(self) -> str:
         return "NEGATIVE"
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> Literal[False]:
         return False
 
 
@@ -97,7 +98,7 @@ class Table:
     ) -> Table:
         spec = _spec(capacity_entries, mean_record_bytes)
 
-        def init(buffer: object, offset: int, generation: int) -> None:
+        def init(buffer: mmap.mmap, offset: int, generation: int) -> None:
             seed = secrets.randbits(64)
             _native.init_table(buffer, offset, spec.param_a, spec.param_b, seed)
 

@@ -26,7 +26,12 @@ POLICY = UrlPolicy(
         ("http://example.com./x", "http://example.com/x"),
         ("http://bücher.de/", "http://xn--bcher-kva.de/"),
         ("http://BÜCHER.de/", "http://xn--bcher-kva.de/"),
-        ("http://пример.рф/путь", "http://xn--e1afmkfd.xn--p1ai/путь"),
+        (
+            "http://пример.рф/путь",
+            "http://xn--e1afmkfd.xn--p1ai/%D0%BF%D1%83%D1%82%D1%8C",
+        ),
+        ("https://example.com/café?q=ü#ö", "https://example.com/caf%C3%A9?q=%C3%BC#%C3%B6"),
+        ("https://example.com/a%20b?x=%C3%A9&y=é", "https://example.com/a%20b?x=%C3%A9&y=%C3%A9"),
         ("http://example.com:8080/x", "http://example.com:8080/x"),
         ("http://example.com:/x", "http://example.com/x"),
         ("http://8.8.8.8/", "http://8.8.8.8/"),

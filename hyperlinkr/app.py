@@ -1,0 +1,70 @@
+"""The Sanic application of a web worker.
+
+`create_app(settings)` builds the app; each worker process opens the
+node's shared segments and its own LMDB environment when its server
+starts (handles never cross a process boundary) and closes them when it
+stops. Every error answer, Sanic's own included, is problem+json.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic
+from sanic.handlers import ErrorHandler
+
+from hyperlinkr import routes
+from hyperlinkr.config import Settings
+from hyperlinkr.node import Node
+from hyperlinkr.problems import problem_for_exception
+from hyperlinkr.stats import StatsReader
+from hyperlinkr.store import LinkStore
+from hyperlinkr.urlpolicy import UrlPolicy, load_blocklist
+
+__all__ = ["create_app"]
+
+
+class ProblemErrorHandler(ErrorHandler):
+    """Renders every uncaught exception as problem+json."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        self.log(request, exception)
+        return problem_for_exception(request, exception)
+
+    def log(self, request: Request, exception: Exception) -> None:
+        # problem_for_exception logs what deserves it (server errors only).
+        return None
+
+
+def create_app(settings: Settings, name: str = "hyperlinkr") -> Sanic:
+    app: Sanic[Any, SimpleNamespace] = Sanic(
+        name, error_handler=ProblemErrorHandler(), configure_logging=False
+    )
+    app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    app.config.MOTD = False
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.NOISY_EXCEPTIONS = False
+    app.ctx.settings = settings
+    routes.register(app)
+
+    @app.before_server_start
+    async def open_node(app: Sanic[Any, SimpleNamespace]) -> None:
+        node = Node.open(settings)
+        app.ctx.node = node
+        app.ctx.store = LinkStore(node)
+        app.ctx.stats = StatsReader(node.env)
+        app.ctx.policy = _policy(settings)
+
+    @app.after_server_stop
+    async def close_node(app: Sanic[Any, SimpleNamespace]) -> None:
+        app.ctx.node.close()
+
+    return app
+
+
+def _policy(settings: Settings) -> UrlPolicy:
+    blocked = frozenset[str]()
+    if settings.blocklist_file is not None:
+        blocked = load_blocklist(settings.blocklist_file)
+    return UrlPolicy.from_settings(settings, blocked)

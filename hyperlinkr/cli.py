@@ -1,0 +1,140 @@
+"""`hyperlinkr`: one command, a subcommand per role.
+
+    hyperlinkr web          the HTTP workers (HYPERLINKR_WORKERS of them)
+    hyperlinkr analytics    the analytics actor
+    hyperlinkr persister    the LMDB persister
+    hyperlinkr run          all three roles under one supervisor
+    hyperlinkr shm-unlink   remove this node's shared-memory segments
+    hyperlinkr env-example  print every setting, as .env.example holds them
+
+Each role command is a supervisor (`hyperlinkr.supervisor`) that starts its
+work in child processes (`hyperlinkr _child ROLE`) and restarts them when
+they die. Settings come from `HYPERLINKR_*` variables (and the `.env`
+that honcho loads) and are validated before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import shm
+from hyperlinkr.config import Settings, render_env_example
+from hyperlinkr.errors import ConfigError
+from hyperlinkr.node import unlink_segments
+from hyperlinkr.supervisor import ChildSpec, ExitCode, Supervisor, die_with_parent
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_ROLES = ("web", "analytics", "persister")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _child_argv(role: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "hyperlinkr", "_child", role, *extra]
+
+
+def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
+    specs = []
+    if "web" in roles:
+        from hyperlinkr.server import bind_listener
+
+        listener = bind_listener(settings.host, settings.port)
+        fd = listener.detach()
+        logger.info(
+            "listening on %s:%d with %d workers",
+            settings.host, settings.port, settings.workers,
+        )
+        specs += [
+            ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,))
+            for i in range(settings.workers)
+        ]
+    for role in ("analytics", "persister"):
+        if role in roles:
+            specs.append(ChildSpec(f"{role} actor", _child_argv(role)))
+    return specs
+
+
+def _supervise(settings: Settings, roles: Sequence[str]) -> int:
+    try:
+        specs = _specs(settings, roles)
+    except OSError as exc:
+        logger.error(
+            "cannot listen on %s:%d: %s; set HYPERLINKR_PORT to a free port",
+            settings.host, settings.port, exc,
+        )
+        return ExitCode.CONFIG
+    return Supervisor("+".join(roles), specs).run()
+
+
+def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
+    die_with_parent(os.getppid())
+    try:
+        if role == "web":
+            from hyperlinkr.server import serve_worker
+
+            return serve_worker(settings, int(args[0]))
+        if role == "analytics":
+            from workers.processes import run_analytics
+
+            return run_analytics(settings)
+        from workers.processes import run_persister
+
+        return run_persister(settings)
+    except (ConfigError, shm.ShmError) as exc:
+        logger.error("%s cannot start: %s", role, exc)
+        return ExitCode.CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperlinkr", description="A self-hosted URL shortener."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for role in _ROLES:
+        commands.add_parser(role, help=f"run the {role} role (supervised)")
+    commands.add_parser("run", help="run every role of a node (supervised)")
+    commands.add_parser("shm-unlink", help="remove this node's shared memory")
+    commands.add_parser("env-example", help="print every setting with its default")
+    child = commands.add_parser("_child")
+    child.add_argument("role", choices=_ROLES)
+    child.add_argument("args", nargs="*")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "env-example":
+        print(render_env_example())
+        return ExitCode.OK
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        _configure_logging("INFO")
+        logger.error("%s", exc)
+        return ExitCode.CONFIG
+    _configure_logging(settings.log_level)
+    if args.command == "shm-unlink":
+        for name in unlink_segments(settings):
+            logger.info("unlinked shared-memory segment %s", name)
+        return ExitCode.OK
+    if args.command == "_child":
+        return _run_child(settings, args.role, args.args)
+    roles = _ROLES if args.command == "run" else (args.command,)
+    return _supervise(settings, roles)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The shared resources of one node, opened the same way by every process.
+
+A node is every process started with one `HYPERLINKR_NODE_NAME`: web
+workers, the analytics actor and the persister. They meet in three
+shared-memory segments, named from the node name, and in one LMDB
+environment under the data directory:
+
+    <node>-l1       the L1 table: code -> `links.encode_l1` entry
+    <node>-clicks   click ring, web workers -> analytics actor
+    <node>-writes   link-write ring, web workers -> persister
+
+Whichever process starts first creates a segment; the others attach, and a
+segment of another size or layout is a `shm.LayoutMismatch` that names
+both. Segments outlive the processes on purpose: a restarted process finds
+the L1 cache warm and the records still waiting in the rings.
+`unlink_segments()` removes them, for `hyperlinkr shm-unlink` and tests.
+
+The write ring doubles as the persister's receipt: the persister advances
+its head only after the mutations before it are committed to LMDB, so a
+writer whose record sits at position p knows it is durable once the head
+is past p (see `hyperlinkr.store`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmdb
+
+import shm
+from hyperlinkr.config import Settings
+from hyperlinkr.linkstore import MAX_MUTATION_BYTES
+from hyperlinkr.storage import open_environment
+
+__all__ = [
+    "CLICK_RECORD_BYTES",
+    "Node",
+    "open_click_ring",
+    "open_table",
+    "open_write_ring",
+    "segment_names",
+    "unlink_segments",
+]
+
+CLICK_RECORD_BYTES = 512
+# A link's L1 entry: 12-byte header, then a URL of at most 2048 characters.
+_MEAN_L1_RECORD_BYTES = 160
+
+
+def segment_names(settings: Settings) -> tuple[str, str, str]:
+    """(table, click ring, write ring) segment names of this node."""
+    node = settings.node_name
+    return f"{node}-l1", f"{node}-clicks", f"{node}-writes"
+
+
+def open_table(settings: Settings) -> shm.Table:
+    return shm.Table.create_or_attach(
+        segment_names(settings)[0],
+        settings.l1_capacity_entries,
+        _MEAN_L1_RECORD_BYTES,
+    )
+
+
+def open_click_ring(settings: Settings) -> shm.Ring:
+    return shm.Ring.create_or_attach(
+        segment_names(settings)[1], settings.click_ring_records, CLICK_RECORD_BYTES
+    )
+
+
+def open_write_ring(settings: Settings) -> shm.Ring:
+    return shm.Ring.create_or_attach(
+        segment_names(settings)[2], settings.write_ring_records, MAX_MUTATION_BYTES
+    )
+
+
+def unlink_segments(settings: Settings) -> list[str]:
+    """Remove this node's segments; returns the names that existed."""
+    return [name for name in segment_names(settings) if shm.unlink(name)]
+
+
+@dataclass(slots=True)
+class Node:
+    """Everything a web worker holds: the three segments and LMDB."""
+
+    settings: Settings
+    table: shm.Table
+    clicks: shm.Ring
+    writes: shm.Ring
+    env: lmdb.Environment
+
+    @classmethod
+    def open(cls, settings: Settings) -> Node:
+        table = open_table(settings)
+        try:
+            clicks = open_click_ring(settings)
+            writes = open_write_ring(settings)
+        except BaseException:
+            table.close()
+            raise
+        env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
+        return cls(settings, table, clicks, writes, env)
+
+    def close(self) -> None:
+        self.env.close()
+        for segment in (self.table, self.clicks, self.writes):
+            segment.close()

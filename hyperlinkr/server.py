@@ -1,0 +1,40 @@
+"""One web worker: a Sanic server in this process on an inherited socket.
+
+The web supervisor binds the listening socket once and hands it to every
+worker; they all accept from the one queue, so a worker that dies loses
+only the connections it was serving, never the ones waiting in the queue.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from hyperlinkr.app import create_app
+from hyperlinkr.config import Settings
+
+__all__ = ["bind_listener", "serve_worker"]
+
+_BACKLOG = 1024
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), inheritable by children."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_worker(settings: Settings, listen_fd: int) -> int:
+    sock = socket.socket(fileno=listen_fd)
+    app = create_app(settings)
+    app.run(
+        sock=sock,
+        single_process=True,
+        access_log=settings.access_log,
+        motd=False,
+    )
+    return 0

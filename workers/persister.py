@@ -1,0 +1,140 @@
+"""The persister: the one writer of links to LMDB, by group commit.
+
+Web workers push encoded mutations (`hyperlinkr.linkstore`) to the write
+ring and wait. The persister peeks every record the ring has published,
+commits them all in one LMDB transaction (one fsync, however many), and
+only then advances the ring head past them. The head is therefore the
+node's durability receipt: a record behind it is on disk, or was skipped
+as unreadable, and the writer learns which by reading LMDB.
+
+Crash safety follows from the same order. A persister killed before the
+commit leaves the records in the ring and the restarted one commits them;
+killed after the commit and before the advance, it commits them again,
+which changes nothing: a Create of an existing code keeps the stored link
+(the writer recognises its own by the nonce), and Update and Delete give
+the same result twice.
+
+Group commit needs no timer: while one fsync runs, more records arrive,
+and the next peek takes all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lmdb
+
+import shm
+from hyperlinkr.errors import RecordError, StoreError
+from hyperlinkr.linkstore import (
+    Create,
+    Delete,
+    LinkWriter,
+    Mutation,
+    decode_mutation,
+)
+
+__all__ = ["Persister", "PersisterStatistics"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH_RECORDS = 1024
+_IDLE_SLEEP_S = 0.0005
+_RETRY_SLEEP_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PersisterStatistics:
+    commits: int
+    mutations: int
+    bad_records: int
+    failed_commits: int
+    last_batch_size: int
+    last_commit_ms: float
+
+
+class Persister:
+    """Drains `writes` into LMDB; keeps `table` in step for changed links."""
+
+    def __init__(
+        self, writes: shm.Ring, table: shm.Table, env: lmdb.Environment
+    ) -> None:
+        self._writes = writes
+        self._table = table
+        self._writer = LinkWriter(env)
+        self._commits = 0
+        self._mutations = 0
+        self._bad_records = 0
+        self._failed_commits = 0
+        self._last_batch_size = 0
+        self._last_commit_ms = 0.0
+
+    def run_once(self) -> int:
+        """Commit what the ring holds; return how many mutations it was."""
+        records, end = self._writes.peek(_BATCH_RECORDS)
+        if not records:
+            if end > self._writes.head:
+                self._writes.advance(end)  # only skipped cells
+            return 0
+        mutations = self._decode(records)
+        started_s = time.perf_counter()
+        self._writer.apply(mutations)
+        self._last_commit_ms = (time.perf_counter() - started_s) * 1000
+        self._forget_changed(mutations)
+        self._writes.advance(end)
+        self._commits += 1
+        self._mutations += len(mutations)
+        self._last_batch_size = len(mutations)
+        return len(mutations)
+
+    def _decode(self, records: list[bytes]) -> list[Mutation]:
+        mutations = []
+        for record in records:
+            try:
+                mutations.append(decode_mutation(record))
+            except RecordError as exc:
+                self._bad_records += 1
+                logger.error("skipping an unreadable write-ring record: %s", exc)
+        return mutations
+
+    def _forget_changed(self, mutations: list[Mutation]) -> None:
+        # Creates are cached by their writer once it sees them committed;
+        # any other change must not leave an old answer in L1.
+        for mutation in mutations:
+            if not isinstance(mutation, Create):
+                code = mutation.code if isinstance(mutation, Delete) else (
+                    mutation.link.code
+                )
+                self._table.delete(code.encode())
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Commit until `should_stop()`, then drain what is left and return."""
+        logger.info("persister started at write ring position %d", self._writes.head)
+        while not should_stop():
+            if self._run_guarded() == 0:
+                time.sleep(_IDLE_SLEEP_S)
+        while self._run_guarded() > 0:
+            pass
+        logger.info("persister stopped at write ring position %d", self._writes.head)
+
+    def _run_guarded(self) -> int:
+        try:
+            return self.run_once()
+        except StoreError as exc:
+            self._failed_commits += 1
+            logger.error("%s; retrying in %.1f s", exc, _RETRY_SLEEP_S)
+            time.sleep(_RETRY_SLEEP_S)
+            return 0
+
+    def statistics(self) -> PersisterStatistics:
+        return PersisterStatistics(
+            self._commits,
+            self._mutations,
+            self._bad_records,
+            self._failed_commits,
+            self._last_batch_size,
+            self._last_commit_ms,
+        )

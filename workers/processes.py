@@ -1,0 +1,69 @@
+"""The bodies of the actor processes, as their supervisors start them.
+
+Each opens its own LMDB environment and attaches the node's segments
+after it starts, runs until SIGINT or SIGTERM, finishes its batch (the
+persister drains the write ring, the analytics actor flushes what it
+counted) and returns an exit code for its supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+from hyperlinkr.config import Settings
+from hyperlinkr.node import open_click_ring, open_table, open_write_ring
+from hyperlinkr.storage import open_environment
+from workers.analytics import AnalyticsActor
+from workers.persister import Persister
+
+__all__ = ["StopFlag", "run_analytics", "run_persister"]
+
+logger = logging.getLogger(__name__)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the work loop polls it between batches."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        signal.signal(signal.SIGINT, self._set)
+        signal.signal(signal.SIGTERM, self._set)
+
+    def _set(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def run_persister(settings: Settings) -> int:
+    stop = StopFlag()
+    env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
+    writes, table = open_write_ring(settings), open_table(settings)
+    try:
+        Persister(writes, table, env).run(stop)
+    finally:
+        writes.close()
+        table.close()
+        env.close()
+    return 0
+
+
+def run_analytics(settings: Settings) -> int:
+    stop = StopFlag()
+    env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
+    clicks = open_click_ring(settings)
+    try:
+        actor = AnalyticsActor(
+            clicks,
+            env,
+            flush_interval_ms=settings.flush_interval_ms,
+            recent_limit=settings.recent_clicks,
+        )
+        actor.run(stop)
+    finally:
+        clicks.close()
+        env.close()
+    return 0
