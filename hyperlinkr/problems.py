@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from sanic import HTTPResponse, Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import PayloadTooLarge, SanicException
 
 __all__ = ["TYPE_BASE", "Problem", "problem_for_exception", "problem_response"]
 
@@ -42,6 +42,7 @@ _TITLES = {
     417: ("expectation-failed", "Expectation failed"),
     422: ("unprocessable-content", "Unprocessable content"),
     429: ("too-many-requests", "Too many requests"),
+    431: ("headers-too-large", "Request header fields too large"),
     500: ("internal-error", "Internal server error"),
     503: ("unavailable", "Service unavailable"),
 }
@@ -96,7 +97,7 @@ def problem_for_exception(request: Request | None, exc: BaseException) -> HTTPRe
         return problem_response(exc, _path(request))
     if isinstance(exc, SanicException) and exc.status_code < 500:
         problem = Problem(
-            exc.status_code, _sanic_detail(exc), headers=_sanic_headers(exc)
+            _status_of(exc), _sanic_detail(exc), headers=_sanic_headers(exc)
         )
         return problem_response(problem, _path(request))
     logger.error(
@@ -116,8 +117,15 @@ def _path(request: Request | None) -> str | None:
         return None
     try:
         return request.path
-    except Exception:  # noqa: BLE001 - a malformed request may not have one
+    except Exception:
         return None
+
+
+def _status_of(exc: SanicException) -> int:
+    # Sanic reports oversized headers as 413; 431 is the status that says so.
+    if isinstance(exc, PayloadTooLarge) and "header" in str(exc).lower():
+        return 431
+    return int(exc.status_code)
 
 
 def _sanic_detail(exc: SanicException) -> str:

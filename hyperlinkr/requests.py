@@ -56,7 +56,7 @@ def parse_json_object(content_type: str | None, body: bytes) -> dict[str, object
     if not isinstance(value, dict):
         raise Problem(
             400,
-            f"expected a JSON object such as {{\"url\": \"https://...\"}}, "
+            f'expected a JSON object such as {{"url": "https://..."}}, '
             f"got a JSON {type(value).__name__}",
             slug="malformed-json",
         )
@@ -83,8 +83,8 @@ def parse_shorten(
     )
 
 
-def _invalid(field: str, detail: str, **extra: object) -> Problem:
-    return Problem(422, detail, slug="invalid-field", field=field, **extra)
+def _invalid(field: str, detail: str) -> Problem:
+    return Problem(422, detail, slug="invalid-field", field=field)
 
 
 def _url(fields: dict[str, object], policy: UrlPolicy) -> str:
@@ -160,7 +160,7 @@ def _redirect_status(fields: dict[str, object]) -> int | None:
             f'"redirect_status" is {orjson.dumps(raw).decode()[:40]}; '
             "expected 301, 302, 307 or 308",
         )
-    return int(raw)  # type: ignore[call-overload]
+    return int(raw)
 
 
 def _json_type(value: object) -> str:

@@ -36,9 +36,11 @@ def json_response(body: Any, status: int = 200) -> HTTPResponse:
 def _iso(ts_ms: int | None) -> str | None:
     if ts_ms is None:
         return None
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(
-        timespec="milliseconds"
-    ).replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ts_ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _not_found(code: str) -> Problem:
@@ -68,7 +70,8 @@ async def shorten(request: Request) -> HTTPResponse:
             return json_response(_link_body(settings.public_base_url, link), 201)
     if wanted.alias:
         raise Problem(
-            409, f"the alias {wanted.alias!r} is taken; choose another",
+            409,
+            f"the alias {wanted.alias!r} is taken; choose another",
             slug="alias-taken",
         )
     raise Problem(503, "could not find a free code; try again", slug="no-free-code")
@@ -145,7 +148,7 @@ async def readyz(request: Request) -> HTTPResponse:
     )
 
 
-def register(app: Sanic) -> None:
+def register(app: Sanic[Any, Any]) -> None:
     app.add_route(shorten, "/shorten", methods=["POST"], name="shorten")
     app.add_route(healthz, "/healthz", methods=["GET"], name="healthz")
     app.add_route(readyz, "/readyz", methods=["GET"], name="readyz")

@@ -19,8 +19,8 @@ import enum
 import time
 
 from hyperlinkr.errors import StoreError
-from hyperlinkr.linkstore import Create, LinkReader, Mutation, encode_mutation
 from hyperlinkr.links import L1Entry, Link, decode_l1, encode_l1
+from hyperlinkr.linkstore import Create, LinkReader, Mutation, encode_mutation
 from hyperlinkr.node import Node
 
 __all__ = ["CreateOutcome", "LinkStore", "StoreUnavailable"]
@@ -105,4 +105,3 @@ class LinkStore:
         raise StoreUnavailable(
             "the write ring stayed full; the persister is behind or not running"
         )
-

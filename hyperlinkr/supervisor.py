@@ -105,7 +105,9 @@ class Supervisor:
         )
         child.started_s = time.monotonic()
         logger.info(
-            "%s started (pid %d)", child.spec.name, child.process.pid,
+            "%s started (pid %d)",
+            child.spec.name,
+            child.process.pid,
             extra={"role": self.role, "pid": child.process.pid},
         )
 
@@ -123,7 +125,9 @@ class Supervisor:
             if returncode == ExitCode.CONFIG:
                 logger.error(
                     "%s exited with %d (configuration); stopping %s",
-                    child.spec.name, returncode, self.role,
+                    child.spec.name,
+                    returncode,
+                    self.role,
                 )
                 return ExitCode.CONFIG
             self._schedule_restart(child, returncode, now_s)
@@ -135,7 +139,10 @@ class Supervisor:
             child.delay_s = RESTART_DELAY_S
         logger.warning(
             "%s exited with %d after %.1f s; restarting in %.2f s",
-            child.spec.name, returncode, lived_s, child.delay_s,
+            child.spec.name,
+            returncode,
+            lived_s,
+            child.delay_s,
         )
         child.process = None
         child.restart_at_s = now_s + child.delay_s

@@ -96,7 +96,15 @@ def check_url(raw: object, policy: UrlPolicy) -> str:
         )
     host, address = _check_authority(parts)
     _check_host(host, address, policy)
-    return _rebuild(url, parts, host, address)
+    normalised = _rebuild(url, parts, host, address)
+    if len(normalised) > policy.max_length:
+        raise UrlRefused(
+            "length",
+            f"the URL is {len(normalised)} characters long once its host is "
+            f"punycoded and non-ASCII characters are percent-encoded; the "
+            f"limit is {policy.max_length}",
+        )
+    return normalised
 
 
 def _check_text(raw: object, max_length: int) -> str:

@@ -105,8 +105,10 @@ class Persister:
         # any other change must not leave an old answer in L1.
         for mutation in mutations:
             if not isinstance(mutation, Create):
-                code = mutation.code if isinstance(mutation, Delete) else (
-                    mutation.link.code
+                code = (
+                    mutation.code
+                    if isinstance(mutation, Delete)
+                    else (mutation.link.code)
                 )
                 self._table.delete(code.encode())
 

@@ -54,7 +54,9 @@ class RunningNode:
             HYPERLINKR_L1_CAPACITY_ENTRIES="20000",
             HYPERLINKR_LMDB_MAP_SIZE_MB="64",
         )
-        self.env.update({f"HYPERLINKR_{k.upper()}": str(v) for k, v in settings.items()})
+        self.env.update(
+            {f"HYPERLINKR_{k.upper()}": str(v) for k, v in settings.items()}
+        )
         self.env.pop("PORT", None)
         self.supervisors: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}

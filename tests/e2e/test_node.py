@@ -51,9 +51,9 @@ def test_create_redirect_and_stats(node: RunningNode) -> None:
 
 
 def test_head_redirects_without_counting_a_click(node: RunningNode) -> None:
-    code = httpx.post(node.url("/shorten"), json={"url": "https://example.com/h"}).json()[
-        "code"
-    ]
+    code = httpx.post(
+        node.url("/shorten"), json={"url": "https://example.com/h"}
+    ).json()["code"]
     head = httpx.head(node.url(f"/{code}"))
     assert head.status_code == 302
     assert head.headers["location"] == "https://example.com/h"
@@ -67,7 +67,11 @@ def test_head_redirects_without_counting_a_click(node: RunningNode) -> None:
 def test_alias_status_and_expiry(node: RunningNode) -> None:
     made = httpx.post(
         node.url("/shorten"),
-        json={"url": "https://example.com/x", "alias": "my-link", "redirect_status": 308},
+        json={
+            "url": "https://example.com/x",
+            "alias": "my-link",
+            "redirect_status": 308,
+        },
     )
     assert made.status_code == 201
     assert made.json()["code"] == "my-link"
@@ -77,9 +81,13 @@ def test_alias_status_and_expiry(node: RunningNode) -> None:
     )
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
-    assert httpx.get(node.url("/my-link")).headers["location"] == "https://example.com/x"
+    assert (
+        httpx.get(node.url("/my-link")).headers["location"] == "https://example.com/x"
+    )
 
-    soon = httpx.post(node.url("/shorten"), json={"url": "https://example.com/t", "ttl_s": 1})
+    soon = httpx.post(
+        node.url("/shorten"), json={"url": "https://example.com/t", "ttl_s": 1}
+    )
     assert soon.status_code == 201
     assert soon.json()["expires_at"] is not None
     time.sleep(1.2)
@@ -98,13 +106,15 @@ def test_unknown_code_is_404_problem(node: RunningNode) -> None:
 
 def test_restart_keeps_links_and_stats(make_node: MakeNode) -> None:
     node = make_node()
-    code = httpx.post(node.url("/shorten"), json={"url": "https://example.com/r"}).json()[
-        "code"
-    ]
+    code = httpx.post(
+        node.url("/shorten"), json={"url": "https://example.com/r"}
+    ).json()["code"]
     for _ in range(5):
         httpx.get(node.url(f"/{code}"))
     wait_for_clicks(node, code, 5)
     assert set(node.stop().values()) == {0}
     node.start()
-    assert httpx.get(node.url(f"/{code}")).headers["location"] == "https://example.com/r"
+    assert (
+        httpx.get(node.url(f"/{code}")).headers["location"] == "https://example.com/r"
+    )
     assert wait_for_clicks(node, code, 6)["clicks"]["total"] == 6

@@ -30,8 +30,14 @@ POLICY = UrlPolicy(
             "http://пример.рф/путь",
             "http://xn--e1afmkfd.xn--p1ai/%D0%BF%D1%83%D1%82%D1%8C",
         ),
-        ("https://example.com/café?q=ü#ö", "https://example.com/caf%C3%A9?q=%C3%BC#%C3%B6"),
-        ("https://example.com/a%20b?x=%C3%A9&y=é", "https://example.com/a%20b?x=%C3%A9&y=%C3%A9"),
+        (
+            "https://example.com/café?q=ü#ö",
+            "https://example.com/caf%C3%A9?q=%C3%BC#%C3%B6",
+        ),
+        (
+            "https://example.com/a%20b?x=%C3%A9&y=é",
+            "https://example.com/a%20b?x=%C3%A9&y=%C3%A9",
+        ),
         ("http://example.com:8080/x", "http://example.com:8080/x"),
         ("http://example.com:/x", "http://example.com/x"),
         ("http://8.8.8.8/", "http://8.8.8.8/"),
@@ -219,3 +225,10 @@ def test_missing_blocklist_file_is_a_config_error(tmp_path: Path) -> None:
 def test_to_ascii_host_compresses_ipv6_literals() -> None:
     assert to_ascii_host("[2001:DB8:0::1]") == "2001:db8::1"
     assert to_ascii_host("2001:db8::1") == "2001:db8::1"
+
+
+def test_url_that_grows_past_the_limit_when_escaped_is_refused() -> None:
+    raw = "https://example.com/" + "é" * 1000
+    with pytest.raises(UrlRefused) as refused:
+        check_url(raw, POLICY)
+    assert refused.value.rule == "length"
