@@ -1,4 +1,5 @@
-"""Build hook for the one C extension: shm._native (atomics, table, rings)."""
+"""Build hook for the C extensions: shm._native (atomics, table, rings) and
+shm._limiter (the shared rate limiter)."""
 
 from setuptools import Extension, setup
 
@@ -8,6 +9,11 @@ setup(
             "shm._native",
             sources=["shm/_native.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
-        )
+        ),
+        Extension(
+            "shm._limiter",
+            sources=["shm/_limiter.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+        ),
     ]
 )

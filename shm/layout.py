@@ -7,10 +7,12 @@ starts at offset 4096:
     offset size field
     0      8    magic            b"HLKRSHM1"
     8      4    layout_version   u32, LAYOUT_VERSION
-    12     4    kind             u32, 1 = table, 2 = ring
+    12     4    kind             u32, 1 = table, 2 = ring, 3 = limiter
     16     8    total_bytes      u64, the segment's size
-    24     8    param_a          u64, table: bucket_count; ring: capacity
-    32     8    param_b          u64, table: arena_bytes; ring: record_bytes
+    24     8    param_a          u64, table: bucket_count; ring: capacity;
+                                 limiter: bucket_count
+    32     8    param_b          u64, table: arena_bytes; ring: record_bytes;
+                                 limiter: 0
     40     8    generation       u64, random, chosen by the creator
     48     8    creator_pid      u64
     56     8    initialised      u64, 0 until the region is ready, then 1
@@ -58,6 +60,7 @@ RegionInit = Callable[[mmap.mmap, int, int], None]
 class Kind(IntEnum):
     TABLE = 1
     RING = 2
+    LIMITER = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,5 +197,5 @@ def _describe(found: tuple[bytes, int, int, int, int, int]) -> str:
     magic, version, kind, total, a, b = found
     if magic != MAGIC:
         return f"an unknown layout (magic {magic!r})"
-    label = Kind(kind).name.lower() if kind in (1, 2) else f"kind {kind}"
+    label = Kind(kind).name.lower() if kind in (1, 2, 3) else f"kind {kind}"
     return f"{label} v{version} ({a}, {b}), {total} bytes"
