@@ -9,17 +9,20 @@ stops. Every error answer, Sanic's own included, is problem+json.
 from __future__ import annotations
 
 from types import SimpleNamespace
+
 from sanic import HTTPResponse, Request, Sanic
 from sanic.config import Config
 from sanic.handlers import ErrorHandler
 
-from hyperlinkr import routes
+from hyperlinkr import management, openapi, routes
+from hyperlinkr.access import Access
+from hyperlinkr.apikeys import KeyRing
+from hyperlinkr.blocklist import LivePolicy
 from hyperlinkr.config import Settings
 from hyperlinkr.node import Node
 from hyperlinkr.problems import problem_for_exception
 from hyperlinkr.stats import StatsReader
 from hyperlinkr.store import LinkStore
-from hyperlinkr.urlpolicy import UrlPolicy, load_blocklist
 
 __all__ = ["MAX_HEADER_BYTES", "create_app"]
 
@@ -53,6 +56,8 @@ def create_app(
     app.config.NOISY_EXCEPTIONS = False
     app.ctx.settings = settings
     routes.register(app)
+    management.register(app)
+    openapi.register(app)
 
     @app.before_server_start
     async def open_node(app: Sanic[Config, SimpleNamespace]) -> None:
@@ -60,17 +65,11 @@ def create_app(
         app.ctx.node = node
         app.ctx.store = LinkStore(node)
         app.ctx.stats = StatsReader(node.env)
-        app.ctx.policy = _policy(settings)
+        app.ctx.policy = LivePolicy(settings)
+        app.ctx.access = Access(settings, KeyRing(settings.api_keys_file), node.limiter)
 
     @app.after_server_stop
     async def close_node(app: Sanic[Config, SimpleNamespace]) -> None:
         app.ctx.node.close()
 
     return app
-
-
-def _policy(settings: Settings) -> UrlPolicy:
-    blocked = frozenset[str]()
-    if settings.blocklist_file is not None:
-        blocked = load_blocklist(settings.blocklist_file)
-    return UrlPolicy.from_settings(settings, blocked)

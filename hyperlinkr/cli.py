@@ -6,6 +6,7 @@
     hyperlinkr run          all three roles under one supervisor
     hyperlinkr shm-unlink   remove this node's shared-memory segments
     hyperlinkr env-example  print every setting, as .env.example holds them
+    hyperlinkr api-key create --scopes S[,S] [--label L] | list | revoke ID
 
 Each role command is a supervisor (`hyperlinkr.supervisor`) that starts its
 work in child processes (`hyperlinkr _child ROLE`) and restarts them when
@@ -22,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 import shm
+from hyperlinkr.apikeys import SCOPES, create_key, list_keys, revoke_key
 from hyperlinkr.config import Settings, render_env_example
 from hyperlinkr.errors import ConfigError
 from hyperlinkr.node import unlink_segments
@@ -102,6 +104,25 @@ def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
         return ExitCode.CONFIG
 
 
+def _api_key(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.api_keys_file
+    try:
+        if args.key_command == "create":
+            scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+            print(create_key(path, args.label, scopes))
+            logger.info("key stored as a hash in %s; it cannot be shown again", path)
+        elif args.key_command == "list":
+            for key in list_keys(path):
+                print(key.key_id, ",".join(sorted(key.scopes)), key.label, sep="\t")
+        elif not revoke_key(path, args.key_id):
+            logger.error("no key with id %r in %s", args.key_id, path)
+            return 1
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return ExitCode.CONFIG
+    return ExitCode.OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperlinkr", description="A self-hosted URL shortener."
@@ -112,6 +133,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run every role of a node (supervised)")
     commands.add_parser("shm-unlink", help="remove this node's shared memory")
     commands.add_parser("env-example", help="print every setting with its default")
+    keys = commands.add_parser("api-key", help="create, list or revoke API keys")
+    key_commands = keys.add_subparsers(dest="key_command", required=True)
+    create = key_commands.add_parser("create", help="make a key and print it once")
+    create.add_argument(
+        "--scopes", required=True, help="comma-separated: " + ", ".join(SCOPES)
+    )
+    create.add_argument("--label", default="", help="a name to recognise it by")
+    key_commands.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_commands.add_parser("revoke", help="remove a key by its id")
+    revoke.add_argument("key_id")
     child = commands.add_parser("_child")
     child.add_argument("role", choices=_ROLES)
     child.add_argument("args", nargs="*")
@@ -121,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "env-example":
-        print(render_env_example())
+        sys.stdout.write(render_env_example())
         return ExitCode.OK
     try:
         settings = Settings.from_env(os.environ)
@@ -134,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in unlink_segments(settings):
             logger.info("unlinked shared-memory segment %s", name)
         return ExitCode.OK
+    if args.command == "api-key":
+        return _api_key(settings, args)
     if args.command == "_child":
         return _run_child(settings, args.role, args.args)
     roles = _ROLES if args.command == "run" else (args.command,)

@@ -14,6 +14,7 @@ docs are generated from it (`render_env_example()`).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -29,6 +30,8 @@ from hyperlinkr.urlpolicy import to_ascii_host
 __all__ = ["SETTINGS_DOC", "SettingDoc", "Settings", "render_env_example"]
 
 PREFIX = "HYPERLINKR_"
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NODE_NAME = re.compile(r"[a-z0-9_-]{1,24}")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
@@ -105,6 +108,31 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "other shorteners' hosts, refused to prevent redirect chains",
     ),
     _doc("LMDB_MAP_SIZE_MB", "1024", "largest size the LMDB file may grow to"),
+    _doc(
+        "DEFAULT_FORWARD_QUERY",
+        "false",
+        "merge the visitor's query string into the target of new links",
+    ),
+    _doc(
+        "API_KEYS_FILE",
+        "{DATA_DIR}/api-keys.json",
+        "API key hashes and scopes (written by `hyperlinkr api-key create`)",
+    ),
+    _doc(
+        "ANONYMOUS_CREATE",
+        "true",
+        "let clients without an API key shorten (rate limited per IP)",
+    ),
+    _doc("PUBLIC_STATS", "true", "serve /stats without an API key (stats:read)"),
+    _doc(
+        "TRUSTED_PROXIES",
+        "",
+        "proxy addresses/CIDRs whose X-Forwarded-For is believed",
+    ),
+    _doc("CREATE_RATE_PER_MIN", "60", "link creations per client per minute, 0 = off"),
+    _doc("CREATE_BURST", "20", "link creations a client may make at once"),
+    _doc("REDIRECT_RATE_PER_S", "200", "redirects per client IP per second, 0 = off"),
+    _doc("REDIRECT_BURST", "400", "redirects a client IP may make at once"),
     _doc("REDIS_URL", "", "Dragonfly/Redis URL (not available in this version)"),
     _doc("ACCESS_LOG", "false", "log every HTTP request"),
     _doc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
@@ -226,6 +254,15 @@ class Settings:
     own_hosts: frozenset[str]
     shortener_hosts: frozenset[str]
     lmdb_map_size_mb: int
+    default_forward_query: bool
+    api_keys_file: Path
+    anonymous_create: bool
+    public_stats: bool
+    trusted_proxies: tuple[IpNetwork, ...]
+    create_rate_per_min: int
+    create_burst: int
+    redirect_rate_per_s: int
+    redirect_burst: int
     redis_url: str | None
     access_log: bool
     log_level: str
@@ -238,9 +275,10 @@ class Settings:
         host = env.text("HOST", "127.0.0.1")
         port = _port(env, environ)
         base_url = _public_base_url(env, host, port)
+        data_dir = env.path("DATA_DIR") or Path("./data")
         return cls(
             node_name=_node_name(env),
-            data_dir=env.path("DATA_DIR") or Path("./data"),
+            data_dir=data_dir,
             host=host,
             port=port,
             workers=env.integer("WORKERS", _default_workers(), 1, _MAX_WORKERS),
@@ -266,6 +304,15 @@ class Settings:
             own_hosts=_own_hosts(env, base_url),
             shortener_hosts=_hosts(env, "SHORTENER_HOSTS", DEFAULT_SHORTENER_HOSTS),
             lmdb_map_size_mb=env.integer("LMDB_MAP_SIZE_MB", 1024, 16, 1 << 20),
+            default_forward_query=env.flag("DEFAULT_FORWARD_QUERY", False),
+            api_keys_file=env.path("API_KEYS_FILE") or data_dir / "api-keys.json",
+            anonymous_create=env.flag("ANONYMOUS_CREATE", True),
+            public_stats=env.flag("PUBLIC_STATS", True),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            create_rate_per_min=env.integer("CREATE_RATE_PER_MIN", 60, 0, 1_000_000),
+            create_burst=env.integer("CREATE_BURST", 20, 1, 100_000),
+            redirect_rate_per_s=env.integer("REDIRECT_RATE_PER_S", 200, 0, 1_000_000),
+            redirect_burst=env.integer("REDIRECT_BURST", 400, 1, 1_000_000),
             redis_url=None,
             access_log=env.flag("ACCESS_LOG", False),
             log_level=_log_level(env),
@@ -374,6 +421,17 @@ def _own_hosts(env: _Env, public_base_url: str) -> frozenset[str]:
         expected = "a URL whose host is a valid host name"
         raise env.fail("PUBLIC_BASE_URL", public_base_url, expected) from exc
     return _hosts(env, "OWN_HOSTS", frozenset()) | {base_host}
+
+
+def _networks(env: _Env, name: str) -> tuple[IpNetwork, ...]:
+    networks = []
+    for text in sorted(env.names(name, frozenset())):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            expected = "comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8"
+            raise env.fail(name, text, expected) from exc
+    return tuple(networks)
 
 
 def _log_level(env: _Env) -> str:

@@ -8,6 +8,7 @@ environment under the data directory:
     <node>-l1       the L1 table: code -> `links.encode_l1` entry
     <node>-clicks   click ring, web workers -> analytics actor
     <node>-writes   link-write ring, web workers -> persister
+    <node>-limits   the rate limiter every web worker updates
 
 Whichever process starts first creates a segment; the others attach, and a
 segment of another size or layout is a `shm.LayoutMismatch` that names
@@ -31,11 +32,14 @@ import shm
 from hyperlinkr.config import Settings
 from hyperlinkr.linkstore import MAX_MUTATION_BYTES
 from hyperlinkr.storage import open_environment
+from shm.ratelimit import RateLimiter
 
 __all__ = [
     "CLICK_RECORD_BYTES",
+    "SEGMENT_SUFFIXES",
     "Node",
     "open_click_ring",
+    "open_limiter",
     "open_table",
     "open_write_ring",
     "segment_names",
@@ -47,10 +51,13 @@ CLICK_RECORD_BYTES = 512
 _MEAN_L1_RECORD_BYTES = 160
 
 
-def segment_names(settings: Settings) -> tuple[str, str, str]:
-    """(table, click ring, write ring) segment names of this node."""
-    node = settings.node_name
-    return f"{node}-l1", f"{node}-clicks", f"{node}-writes"
+SEGMENT_SUFFIXES = ("l1", "clicks", "writes", "limits")
+_LIMITER_BUCKETS = 16384
+
+
+def segment_names(settings: Settings) -> tuple[str, ...]:
+    """(table, click ring, write ring, limiter) segment names of this node."""
+    return tuple(f"{settings.node_name}-{suffix}" for suffix in SEGMENT_SUFFIXES)
 
 
 def open_table(settings: Settings) -> shm.Table:
@@ -73,6 +80,10 @@ def open_write_ring(settings: Settings) -> shm.Ring:
     )
 
 
+def open_limiter(settings: Settings) -> RateLimiter:
+    return RateLimiter.create_or_attach(segment_names(settings)[3], _LIMITER_BUCKETS)
+
+
 def unlink_segments(settings: Settings) -> list[str]:
     """Remove this node's segments; returns the names that existed."""
     return [name for name in segment_names(settings) if shm.unlink(name)]
@@ -86,21 +97,29 @@ class Node:
     table: shm.Table
     clicks: shm.Ring
     writes: shm.Ring
+    limiter: RateLimiter
     env: lmdb.Environment
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
-        table = open_table(settings)
+        opened: list[shm.Table | shm.Ring | RateLimiter] = []
         try:
+            table = open_table(settings)
+            opened.append(table)
             clicks = open_click_ring(settings)
+            opened.append(clicks)
             writes = open_write_ring(settings)
+            opened.append(writes)
+            limiter = open_limiter(settings)
+            opened.append(limiter)
+            env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
         except BaseException:
-            table.close()
+            for segment in opened:
+                segment.close()
             raise
-        env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
-        return cls(settings, table, clicks, writes, env)
+        return cls(settings, table, clicks, writes, limiter, env)
 
     def close(self) -> None:
         self.env.close()
-        for segment in (self.table, self.clicks, self.writes):
+        for segment in (self.table, self.clicks, self.writes, self.limiter):
             segment.close()

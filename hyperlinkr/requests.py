@@ -23,11 +23,22 @@ from hyperlinkr.errors import InvalidCode, UrlRefused
 from hyperlinkr.problems import Problem
 from hyperlinkr.urlpolicy import UrlPolicy, check_url
 
-__all__ = ["REDIRECT_STATUSES", "ShortenRequest", "parse_json_object", "parse_shorten"]
+__all__ = [
+    "REDIRECT_STATUSES",
+    "ShortenRequest",
+    "parse_json_object",
+    "parse_patch",
+    "parse_shorten",
+]
 
 REDIRECT_STATUSES = (301, 302, 307, 308)
 MAX_TTL_S = 100 * 365 * 86400
-_FIELDS = frozenset({"url", "alias", "ttl_s", "expires_at", "redirect_status"})
+_FIELDS = frozenset(
+    {"url", "alias", "ttl_s", "expires_at", "redirect_status", "forward_query", "reuse"}
+)
+_PATCH_FIELDS = frozenset(
+    {"url", "ttl_s", "expires_at", "redirect_status", "enabled", "forward_query"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,8 @@ class ShortenRequest:
     alias: str | None
     expires_at_ms: int | None
     redirect_status: int | None
+    forward_query: bool | None = None
+    reuse: bool = False
 
 
 def parse_json_object(content_type: str | None, body: bytes) -> dict[str, object]:
@@ -67,20 +80,75 @@ def parse_shorten(
     fields: dict[str, object], policy: UrlPolicy, now_ms: int | None = None
 ) -> ShortenRequest:
     """Validate the fields of a shorten request."""
-    unknown = sorted(set(fields) - _FIELDS)
-    if unknown:
-        raise _invalid(
-            unknown[0],
-            f"unknown field {unknown[0][:40]!r}; accepted fields are "
-            + ", ".join(sorted(_FIELDS)),
-        )
+    _refuse_unknown(fields, _FIELDS)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     return ShortenRequest(
         url=_url(fields, policy),
         alias=_alias(fields),
         expires_at_ms=_expiry(fields, now_ms),
         redirect_status=_redirect_status(fields),
+        forward_query=_flag(fields, "forward_query"),
+        reuse=bool(_flag(fields, "reuse")),
     )
+
+
+def parse_patch(
+    fields: dict[str, object], policy: UrlPolicy, now_ms: int | None = None
+) -> dict[str, object]:
+    """The changes a PATCH asks for, by the persister's wire field names.
+
+    `"expires_at": null` removes the expiry; other fields may not be null.
+    """
+    _refuse_unknown(fields, _PATCH_FIELDS)
+    if not fields:
+        raise Problem(
+            422,
+            "nothing to change; send one or more of "
+            + ", ".join(sorted(_PATCH_FIELDS)),
+        )
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    changes: dict[str, object] = {}
+    if "url" in fields:
+        changes["u"] = _url(fields, policy)
+    if "expires_at" in fields and fields["expires_at"] is None:
+        if "ttl_s" in fields:
+            raise _invalid("ttl_s", 'give "ttl_s" or "expires_at", not both')
+        changes["x"] = None
+    elif "ttl_s" in fields or "expires_at" in fields:
+        changes["x"] = _expiry(fields, now_ms)
+    for name, wire in (
+        ("redirect_status", "s"),
+        ("enabled", "e"),
+        ("forward_query", "q"),
+    ):
+        if name not in fields:
+            continue
+        value = (
+            _redirect_status(fields)
+            if name == "redirect_status"
+            else _flag(fields, name)
+        )
+        if value is None:
+            raise _invalid(name, f'"{name}" may not be null')
+        changes[wire] = value
+    return changes
+
+
+def _refuse_unknown(fields: dict[str, object], known: frozenset[str]) -> None:
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise _invalid(
+            unknown[0],
+            f"unknown field {unknown[0][:40]!r}; accepted fields are "
+            + ", ".join(sorted(known)),
+        )
+
+
+def _flag(fields: dict[str, object], name: str) -> bool | None:
+    raw = fields.get(name)
+    if raw is None or isinstance(raw, bool):
+        return raw
+    raise _invalid(name, f'"{name}" must be true or false, got {_json_type(raw)}')
 
 
 def _invalid(field: str, detail: str) -> Problem:

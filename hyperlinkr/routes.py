@@ -1,103 +1,92 @@
-"""The HTTP API's handlers: shorten, redirect, stats, health.
+"""The public HTTP API: shorten, redirect, stats, health.
 
 Handlers only translate between HTTP and the store facade; every refusal
-is a `Problem`, rendered as problem+json by the app's error handler.
+is a `Problem`, rendered as problem+json by the app's error handler. The
+management API (`/links`) is in `hyperlinkr.management`.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from sanic import HTTPResponse, Request, Sanic
 
 from hyperlinkr.clicks import encode_click
-from hyperlinkr.codes import could_be_code, new_code
-from hyperlinkr.links import Link
+from hyperlinkr.codes import could_be_code
+from hyperlinkr.linkstore import Idempotency
 from hyperlinkr.node import CLICK_RECORD_BYTES
 from hyperlinkr.problems import Problem
 from hyperlinkr.requests import parse_json_object, parse_shorten
-from hyperlinkr.store import CreateOutcome, StoreUnavailable
+from hyperlinkr.shortening import idempotency, iso, shorten_many
 
-__all__ = ["register"]
+__all__ = ["forward_query", "json_response", "not_found", "register"]
 
 JSON = "application/json"
 # Browsers must come back to us for every click, or analytics undercount.
 REDIRECT_CACHE_CONTROL = "private, no-store"
-_RANDOM_CODE_ATTEMPTS = 5
 
 
-def json_response(body: Any, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(body), status=status, content_type=JSON)
-
-
-def _iso(ts_ms: int | None) -> str | None:
-    if ts_ms is None:
-        return None
-    return (
-        datetime.fromtimestamp(ts_ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> HTTPResponse:
+    return HTTPResponse(
+        orjson.dumps(body), status=status, headers=headers, content_type=JSON
     )
 
 
-def _not_found(code: str) -> Problem:
+def not_found(code: str) -> Problem:
     shown = code if len(code) <= 40 else code[:40] + "..."
     return Problem(404, f"no link has the code {shown!r}")
 
 
+def forward_query(target: str, query: str) -> str:
+    """`target` with the visitor's query string appended to its own."""
+    if not query:
+        return target
+    parts = urlsplit(target)
+    merged = f"{parts.query}&{query}" if parts.query else query
+    return urlunsplit(parts._replace(query=merged))
+
+
 async def shorten(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
+    key = ctx.access.may_create(request)
     fields = parse_json_object(request.content_type, request.body)
-    wanted = parse_shorten(fields, ctx.policy)
-    settings = ctx.settings
-    attempts = 1 if wanted.alias else _RANDOM_CODE_ATTEMPTS
-    for _ in range(attempts):
-        link = Link(
-            code=wanted.alias or new_code(settings.code_length),
-            url=wanted.url,
-            created_at_ms=int(time.time() * 1000),
-            expires_at_ms=wanted.expires_at_ms,
-            redirect_status=wanted.redirect_status or settings.default_redirect_status,
-        )
-        try:
-            outcome = await ctx.store.create(link)
-        except StoreUnavailable as exc:
-            raise Problem(503, str(exc), headers={"retry-after": "1"}) from exc
-        if outcome is CreateOutcome.CREATED:
-            return json_response(_link_body(settings.public_base_url, link), 201)
-    if wanted.alias:
-        raise Problem(
-            409,
-            f"the alias {wanted.alias!r} is taken; choose another",
-            slug="alias-taken",
-        )
-    raise Problem(503, "could not find a free code; try again", slug="no-free-code")
+    wanted = parse_shorten(fields, ctx.policy.current())
+    rate = ctx.access.spend_create(request, key)
+    principal = f"key:{key.key_id}" if key else f"ip:{ctx.access.client_ip(request)}"
+    once = _idempotency(request, principal)
+    [answer] = await shorten_many(ctx.store, ctx.settings, [wanted], once)
+    if answer.status >= 400:
+        raise Problem(answer.status, answer.body["detail"], slug=_slug(answer.body))
+    headers = dict(rate)
+    if answer.replayed:
+        headers["idempotent-replayed"] = "true"
+    return json_response(answer.body, answer.status, headers)
 
 
-def _link_body(base_url: str, link: Link) -> dict[str, Any]:
-    return {
-        "code": link.code,
-        "short_url": f"{base_url}/{link.code}",
-        "url": link.url,
-        "created_at": _iso(link.created_at_ms),
-        "expires_at": _iso(link.expires_at_ms),
-        "redirect_status": link.redirect_status,
-    }
+def _idempotency(request: Request, principal: str) -> Idempotency | None:
+    return idempotency(request.headers.get("idempotency-key"), principal, request.body)
+
+
+def _slug(body: dict[str, Any]) -> str:
+    return str(body["type"]).rsplit("/", 1)[-1]
 
 
 async def redirect(request: Request, code: str) -> HTTPResponse:
     ctx = request.app.ctx
     if not could_be_code(code):
-        raise _not_found(code)
+        raise not_found(code)
+    ctx.access.spend_redirect(request)
     entry = ctx.store.lookup(code)
     if entry is None or not entry.enabled:
-        raise _not_found(code)
+        raise not_found(code)
     now_ms = int(time.time() * 1000)
     if entry.is_expired(now_ms):
-        raise Problem(410, f"the link {code!r} expired at {_iso(entry.expires_at_ms)}")
+        raise Problem(410, f"the link {code!r} expired at {iso(entry.expires_at_ms)}")
     if request.method == "GET":
         headers = request.headers
         record = encode_click(
@@ -108,24 +97,28 @@ async def redirect(request: Request, code: str) -> HTTPResponse:
             CLICK_RECORD_BYTES,
         )
         ctx.node.clicks.push(record)  # a full ring counts a drop, never waits
+    location = entry.url
+    if entry.forward_query:
+        location = forward_query(location, request.query_string)
     return HTTPResponse(
         b"",
         status=entry.redirect_status,
-        headers={"location": entry.url, "cache-control": REDIRECT_CACHE_CONTROL},
+        headers={"location": location, "cache-control": REDIRECT_CACHE_CONTROL},
         content_type="text/plain; charset=utf-8",
     )
 
 
 async def stats(request: Request, code: str) -> HTTPResponse:
     ctx = request.app.ctx
+    ctx.access.may_read_stats(request)
     if not could_be_code(code):
-        raise _not_found(code)
+        raise not_found(code)
     link = ctx.store.get(code)
     if link is None:
-        raise _not_found(code)
+        raise not_found(code)
     body = ctx.stats.get(code)
     body["url"] = link.url
-    body["created_at"] = _iso(link.created_at_ms)
+    body["created_at"] = iso(link.created_at_ms)
     return json_response(body)
 
 

@@ -1,7 +1,9 @@
 """Opening the node's LMDB environment, and the names of its databases.
 
 Every process opens its own environment after it starts (LMDB handles must
-never cross fork or spawn). The persister is the only writer of `links`;
+never cross fork or spawn). The persister is the only writer of `links`
+and of its two indexes, `urls` (URL digest + code, for `"reuse": true`)
+and `idempotency` (idempotency key digest -> code, for repeated creates);
 the analytics actor is the only writer of `stats` and of its ring
 checkpoint in `meta`. Everybody else only reads.
 """
@@ -12,11 +14,20 @@ from pathlib import Path
 
 import lmdb
 
-__all__ = ["LINKS_DB", "META_DB", "STATS_DB", "open_environment"]
+__all__ = [
+    "IDEMPOTENCY_DB",
+    "LINKS_DB",
+    "META_DB",
+    "STATS_DB",
+    "URLS_DB",
+    "open_environment",
+]
 
 LINKS_DB = b"links"
 STATS_DB = b"stats"
 META_DB = b"meta"
+URLS_DB = b"urls"
+IDEMPOTENCY_DB = b"idempotency"
 
 _MAX_DBS = 8
 _MAX_READERS = 512
@@ -41,6 +52,6 @@ def open_environment(
         lock=True,
         readahead=False,
     )
-    for name in (LINKS_DB, STATS_DB, META_DB):
+    for name in (LINKS_DB, STATS_DB, META_DB, URLS_DB, IDEMPOTENCY_DB):
         env.open_db(name)
     return env

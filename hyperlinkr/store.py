@@ -5,11 +5,12 @@ found nowhere is cached as negative for `negative_ttl_s`, so a flood of
 random codes costs one LMDB read per code and TTL, not per request. The
 Dragonfly tier, when it exists, slots in between the two.
 
-Writes go through the persister: `create()` pushes the mutation to the
-write ring, waits (without blocking the event loop) until the ring head
-has passed it, which means it was committed with fsync, and then reads
-LMDB to learn whether its link won the code or an existing one kept it.
-Only a durable outcome is ever reported.
+Writes go through the persister: a mutation is pushed to the write ring,
+and the writer waits (without blocking the event loop) until the ring head
+has passed it, which means it was committed with fsync; then it reads
+LMDB to learn the outcome. Only a durable outcome is ever reported. A
+batch of writes waits once, for the last of them, so a bulk create costs
+one group commit rather than one per link.
 """
 
 from __future__ import annotations
@@ -17,13 +18,24 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from hyperlinkr.errors import StoreError
 from hyperlinkr.links import L1Entry, Link, decode_l1, encode_l1
-from hyperlinkr.linkstore import Create, LinkReader, Mutation, encode_mutation
+from hyperlinkr.linkstore import (
+    Create,
+    Delete,
+    Idempotency,
+    LinkReader,
+    Mutation,
+    Patch,
+    encode_mutation,
+)
 from hyperlinkr.node import Node
 
-__all__ = ["CreateOutcome", "LinkStore", "StoreUnavailable"]
+__all__ = ["CreateOutcome", "CreateResult", "LinkStore", "StoreUnavailable"]
 
 _POLL_S = 0.0005
 _PUSH_ATTEMPTS = 20
@@ -36,6 +48,13 @@ class StoreUnavailable(StoreError):
 class CreateOutcome(enum.Enum):
     CREATED = "created"
     CODE_TAKEN = "code-taken"
+    REPLAYED = "replayed"  # the idempotency key was used before
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    outcome: CreateOutcome
+    link: Link | None  # the link created, or the one the key created before
 
 
 class LinkStore:
@@ -71,24 +90,64 @@ class LinkStore:
         """How many links LMDB holds; raises StoreError if it cannot tell."""
         return self._reader.count()
 
-    async def create(self, link: Link) -> CreateOutcome:
-        """Make `link` durable; CODE_TAKEN if another link holds its code."""
-        await self._write(Create(link))
+    def reusable(self, url: str, redirect_status: int, now_ms: int) -> Link | None:
+        """An enabled, unexpired link to `url` with this status, if any."""
+        for link in self._reader.with_url(url):
+            if (
+                link.enabled
+                and not link.is_expired(now_ms)
+                and link.redirect_status == redirect_status
+            ):
+                return link
+        return None
+
+    def idempotent(self, key_digest: str) -> tuple[str, str] | None:
+        """(code, request fingerprint) a previous create stored for this key."""
+        return self._reader.idempotent(key_digest)
+
+    async def create(self, link: Link, once: Idempotency | None = None) -> CreateResult:
+        """Make `link` durable; tells whether it won its code."""
+        return (await self.create_many([(link, once)]))[0]
+
+    async def create_many(
+        self, items: Sequence[tuple[Link, Idempotency | None]]
+    ) -> list[CreateResult]:
+        """Create several links with one wait for durability."""
+        await self._write_all([Create(link, once) for link, once in items])
+        return [self._outcome(link, once) for link, once in items]
+
+    def _outcome(self, link: Link, once: Idempotency | None) -> CreateResult:
         stored = self._reader.get(link.code)
+        if stored is not None and stored.nonce == link.nonce:
+            self._table.put(link.code.encode(), encode_l1(link))
+            return CreateResult(CreateOutcome.CREATED, link)
+        if once is not None:
+            earlier = self._reader.idempotent(once.key_digest)
+            if earlier is not None:
+                first = self._reader.get(earlier[0])
+                return CreateResult(CreateOutcome.REPLAYED, first)
         if stored is None:
             raise StoreUnavailable(
                 f"the persister released the write of {link.code!r} without "
                 "committing it; see the persister's log"
             )
-        if stored.nonce != link.nonce:
-            return CreateOutcome.CODE_TAKEN
-        self._table.put(link.code.encode(), encode_l1(link))
-        return CreateOutcome.CREATED
+        return CreateResult(CreateOutcome.CODE_TAKEN, stored)
 
-    async def _write(self, mutation: Mutation) -> None:
-        position = await self._push(encode_mutation(mutation))
+    async def patch(self, code: str, fields: dict[str, Any]) -> Link | None:
+        """Change fields of a link durably; the link after, None if unknown."""
+        await self._write_all([Patch(code, fields)])
+        return self._reader.get(code)
+
+    async def delete(self, code: str) -> None:
+        """Delete a link durably (the persister drops it from L1)."""
+        await self._write_all([Delete(code)])
+
+    async def _write_all(self, mutations: Sequence[Mutation]) -> None:
+        last = -1
+        for mutation in mutations:
+            last = await self._push(encode_mutation(mutation))
         deadline = time.monotonic() + self._durable_timeout_s
-        while self._writes.head <= position:
+        while self._writes.head <= last:
             if time.monotonic() > deadline:
                 raise StoreUnavailable(
                     f"the persister did not commit within "

@@ -16,12 +16,18 @@ the same result twice.
 
 Group commit needs no timer: while one fsync runs, more records arrive,
 and the next peek takes all of them.
+
+A changed or deleted link must not live on in L1. The persister drops its
+entry after the commit, and once more `REDELETE_AFTER_S` later: a web
+worker that read the old record from LMDB just before the commit may put
+it into L1 just after the first drop, and the second drop removes it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,9 +37,9 @@ import shm
 from hyperlinkr.errors import RecordError, StoreError
 from hyperlinkr.linkstore import (
     Create,
-    Delete,
     LinkWriter,
     Mutation,
+    Update,
     decode_mutation,
 )
 
@@ -44,6 +50,7 @@ logger = logging.getLogger(__name__)
 _BATCH_RECORDS = 1024
 _IDLE_SLEEP_S = 0.0005
 _RETRY_SLEEP_S = 0.5
+REDELETE_AFTER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class Persister:
         self._failed_commits = 0
         self._last_batch_size = 0
         self._last_commit_ms = 0.0
+        self._redelete: deque[tuple[float, list[bytes]]] = deque()
 
     def run_once(self) -> int:
         """Commit what the ring holds; return how many mutations it was."""
@@ -101,25 +109,34 @@ class Persister:
         return mutations
 
     def _forget_changed(self, mutations: list[Mutation]) -> None:
-        # Creates are cached by their writer once it sees them committed;
-        # any other change must not leave an old answer in L1.
-        for mutation in mutations:
-            if not isinstance(mutation, Create):
-                code = (
-                    mutation.code
-                    if isinstance(mutation, Delete)
-                    else (mutation.link.code)
-                )
-                self._table.delete(code.encode())
+        # Creates are cached by their writer once it sees them committed.
+        keys = [
+            (m.link.code if isinstance(m, Update) else m.code).encode()
+            for m in mutations
+            if not isinstance(m, Create)
+        ]
+        for key in keys:
+            self._table.delete(key)
+        if keys:
+            self._redelete.append((time.monotonic() + REDELETE_AFTER_S, keys))
+
+    def _redelete_due(self) -> None:
+        now_s = time.monotonic()
+        while self._redelete and self._redelete[0][0] <= now_s:
+            for key in self._redelete.popleft()[1]:
+                self._table.delete(key)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         """Commit until `should_stop()`, then drain what is left and return."""
         logger.info("persister started at write ring position %d", self._writes.head)
         while not should_stop():
+            self._redelete_due()
             if self._run_guarded() == 0:
                 time.sleep(_IDLE_SLEEP_S)
         while self._run_guarded() > 0:
             pass
+        time.sleep(REDELETE_AFTER_S)
+        self._redelete_due()
         logger.info("persister stopped at write ring position %d", self._writes.head)
 
     def _run_guarded(self) -> int:

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from hyperlinkr.node import SEGMENT_SUFFIXES
+
 ROLES = ("persister", "analytics", "web")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -53,6 +55,9 @@ class RunningNode:
             HYPERLINKR_WORKERS="2",
             HYPERLINKR_L1_CAPACITY_ENTRIES="20000",
             HYPERLINKR_LMDB_MAP_SIZE_MB="64",
+            # Tests that are about limits turn them on; the rest send bursts.
+            HYPERLINKR_CREATE_RATE_PER_MIN="0",
+            HYPERLINKR_REDIRECT_RATE_PER_S="0",
         )
         self.env.update(
             {f"HYPERLINKR_{k.upper()}": str(v) for k, v in settings.items()}
@@ -143,7 +148,7 @@ class RunningNode:
         _wait_gone(pids)
 
     def unlink_shm(self) -> None:
-        for suffix in ("l1", "clicks", "writes"):
+        for suffix in SEGMENT_SUFFIXES:
             path = Path(f"/dev/shm/{self.name}-{suffix}")
             path.unlink(missing_ok=True)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from hyperlinkr.node import SEGMENT_SUFFIXES
 from tests.e2e.nodes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def test_ctrl_c_under_honcho_stops_every_role_with_rc_0(tmp_path: Path) -> None:
         if honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGKILL)
             honcho.wait()
-        for suffix in ("l1", "clicks", "writes"):
+        for suffix in SEGMENT_SUFFIXES:
             Path(f"/dev/shm/{name}-{suffix}").unlink(missing_ok=True)
     output = log.read_text()
     stopped = re.findall(r"(\w+)\.1 stopped \(rc=(-?\d+)\)", output)

@@ -17,9 +17,11 @@ from hyperlinkr.linkstore import (
     MAX_MUTATION_BYTES,
     Create,
     Delete,
+    Idempotency,
     LinkReader,
     LinkWriter,
     Mutation,
+    Patch,
     Update,
     decode_mutation,
     encode_mutation,
@@ -180,3 +182,54 @@ def test_a_mutation_too_big_for_a_ring_record_is_refused() -> None:
 def test_malformed_mutations_raise_record_error(data: bytes) -> None:
     with pytest.raises(RecordError):
         decode_mutation(data)
+
+
+def test_patch_changes_only_its_fields_and_moves_the_url_index(
+    env: lmdb.Environment,
+) -> None:
+    writer, reader = LinkWriter(env), LinkReader(env)
+    writer.apply([Create(make_link("pat0001", "https://old.example/"))])
+    assert writer.apply([Patch("pat0001", {"u": "https://new.example/", "e": False})])
+    patched = reader.get("pat0001")
+    assert patched is not None
+    assert (patched.url, patched.enabled, patched.redirect_status) == (
+        "https://new.example/",
+        False,
+        302,
+    )
+    assert reader.with_url("https://old.example/") == []
+    assert [link.code for link in reader.with_url("https://new.example/")] == [
+        "pat0001"
+    ]
+    assert writer.apply([Patch("missing", {"e": True})]) == [False]
+
+
+def test_delete_removes_the_link_from_the_url_index(env: lmdb.Environment) -> None:
+    writer, reader = LinkWriter(env), LinkReader(env)
+    writer.apply([Create(make_link("del0001")), Create(make_link("del0002"))])
+    assert len(reader.with_url("https://example.com/")) == 2
+    writer.apply([Delete("del0001")])
+    assert [link.code for link in reader.with_url("https://example.com/")] == [
+        "del0002"
+    ]
+
+
+def test_create_once_creates_one_link_per_key(env: lmdb.Environment) -> None:
+    writer, reader = LinkWriter(env), LinkReader(env)
+    once = Idempotency("digest-1", "fingerprint-1")
+    assert writer.apply([Create(make_link("one0001"), once)]) == [True]
+    assert writer.apply([Create(make_link("one0002"), once)]) == [False]
+    assert reader.get("one0002") is None
+    assert reader.idempotent("digest-1") == ("one0001", "fingerprint-1")
+    assert reader.idempotent("digest-2") is None
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        Patch("abc", {"u": "https://x.example/", "x": None, "s": 301}),
+        Create(make_link("onc0001"), Idempotency("d" * 64, "f" * 64)),
+    ],
+)
+def test_new_mutation_kinds_round_trip(mutation: Mutation) -> None:
+    assert decode_mutation(encode_mutation(mutation)) == mutation
