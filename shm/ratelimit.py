@@ -54,7 +54,9 @@ class RateLimiter:
 
         def init(buffer: object, offset: int, generation: int) -> None:
             epoch_us = time.time_ns() // 1000 - 1_000_000
-            _limiter.init_region(buffer, offset, buckets, epoch_us, secrets.randbits(64))
+            _limiter.init_region(
+                buffer, offset, buckets, epoch_us, secrets.randbits(64)
+            )
 
         return cls(Segment.create_or_attach(name, spec, init))
 

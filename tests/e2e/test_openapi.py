@@ -80,6 +80,7 @@ def test_schemathesis_finds_no_server_error(
         capture_output=True,
         text=True,
         timeout=FUZZ_TIMEOUT_S,
+        cwd=tmp_path,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
