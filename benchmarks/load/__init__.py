@@ -1,0 +1,33 @@
+"""The load harness: a real node under wrk, beside two baselines.
+
+    python -m benchmarks.load [--links N] [--duration S] [--connections C]
+                              [--threads T] [--quick] [--no-baselines]
+                              [--json out.json]
+
+One command starts a Hyperlinkr node from nothing (temporary data
+directory, unique node name, free loopback port, 2 web workers, an L1 a
+quarter the size of the link set), seeds it with N links over HTTP, and
+puts bounded wrk load on it, scenario by scenario:
+
+    redirect-hot    GET /{code} over a small hot set, the L1 hit path;
+                    its clicks are then compared with /stats (loss)
+    redirect-zipf   GET /{code}, Zipf-distributed over a set four times
+                    larger than L1, with the L1 hit ratio it produced
+    stats           GET /stats/{code}
+    shorten         POST /shorten, each URL new (fsync'd before 201)
+    mixed           90% redirect, 5% shorten, 5% stats
+
+For each it reports requests/s, latency percentiles, errors, CPU per
+request (utime + stime of every node process, from /proc) and memory.
+The same redirect scenarios then run against a minimal Sanic app and,
+when installed, nginx with a map of the same codes; node / baseline
+ratios are the headline figures. Everything runs on 127.0.0.1, is
+bounded in time, and is stopped by PID at the end, on errors and on
+Ctrl-C alike (see `harness`).
+
+Modules, one role each: `options` (command line), `workload` (codes and
+scenarios), `scripts` (wrk Lua), `wrk` (running and parsing it),
+`client` (seeding and /stats), `processes` (services and /proc),
+`targets` (node and baselines), `measure` (a scenario's cost, the click
+check), `report` (table and JSON), `harness` (the run), `baselines/`.
+"""

@@ -1,0 +1,143 @@
+"""The links a run seeds, how its codes are split, and its scenarios.
+
+The seeded codes are split in two sets that never overlap:
+
+- hot: the last `Options.hot_codes` codes seeded (so they are in L1 when
+  the run starts), cycled through by `redirect-hot`. No other scenario
+  touches them before the click check, so the sum of their /stats totals
+  can be compared with the redirects wrk saw answered.
+- ranked: every other code, shuffled with a fixed seed so a code's Zipf
+  rank has nothing to do with when it was seeded (the L1 holds the last
+  quarter seeded), then used in rank order by `redirect-zipf`, `stats`
+  and `mixed`. The node's L1 holds a quarter of all the links, so the
+  Zipf tail must miss it and go to LMDB.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.load.scripts import write_codes, write_script
+
+__all__ = [
+    "BASELINE_SCENARIOS",
+    "NODE_SCENARIOS",
+    "Scenario",
+    "Workload",
+    "seed_urls",
+]
+
+ZIPF_EXPONENT = 1.0
+SHUFFLE_SEED = 20240601
+MIXED_REDIRECT_PERCENT = 90
+MIXED_SHORTEN_PERCENT = 5
+# The Zipf scenarios are measured after this long a warm-up run, so the L1
+# hit ratio is the steady state rather than the seeding order's leftovers.
+ZIPF_WARMUP_S = 1
+
+NODE_SCENARIOS = ("redirect-hot", "redirect-zipf", "stats", "shorten", "mixed")
+BASELINE_SCENARIOS = ("redirect-hot", "redirect-zipf")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    script: Path
+    description: str
+    warmup_s: int = 0
+
+
+def seed_urls(count: int) -> list[str]:
+    """The URLs a run shortens: plain, distinct, accepted by the URL policy."""
+    return [f"https://example.com/seeded/{i}?ref=load" for i in range(count)]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    links: dict[str, str]
+    hot: list[str]
+    ranked: list[str]
+    scenarios: dict[str, Scenario]
+
+    @classmethod
+    def build(
+        cls,
+        directory: Path,
+        codes: Sequence[str],
+        urls: Sequence[str],
+        hot_count: int,
+    ) -> Workload:
+        """Split the seeded codes and write the wrk scripts into directory."""
+        hot = list(codes[-hot_count:])
+        ranked = list(codes[:-hot_count])
+        random.Random(SHUFFLE_SEED).shuffle(ranked)
+        scenarios = _write_scenarios(directory, hot, ranked)
+        return cls(dict(zip(codes, urls, strict=True)), hot, ranked, scenarios)
+
+
+def _write_scenarios(
+    directory: Path, hot: Sequence[str], ranked: Sequence[str]
+) -> dict[str, Scenario]:
+    hot_file = write_codes(directory / "hot-codes.txt", hot)
+    ranked_file = write_codes(directory / "ranked-codes.txt", ranked)
+    common = {"run_token": secrets.token_hex(4), "seed": secrets.randbelow(1 << 30)}
+    zipf = {"zipf_exponent": ZIPF_EXPONENT, **common}
+    stats_percent = 100 - MIXED_REDIRECT_PERCENT - MIXED_SHORTEN_PERCENT
+
+    def scenario(
+        name: str,
+        body: str,
+        codes_file: Path | None,
+        description: str,
+        params: Mapping[str, object],
+    ) -> Scenario:
+        script = write_script(directory, name, body, codes_file, **params)
+        warmup_s = ZIPF_WARMUP_S if body == "zipf" else 0
+        return Scenario(name, script, description, warmup_s)
+
+    hot_params = {"path_prefix": "/", "kind": "redirect", **common}
+    stats_params = {"path_prefix": "/stats/", "kind": "stats", **common}
+    mixed_params = {
+        "redirect_percent": MIXED_REDIRECT_PERCENT,
+        "shorten_percent": MIXED_SHORTEN_PERCENT,
+        **zipf,
+    }
+    found = [
+        scenario(
+            "redirect-hot",
+            "cycle",
+            hot_file,
+            f"GET /{{code}}, cycling through {len(hot):,} hot codes",
+            hot_params,
+        ),
+        scenario(
+            "redirect-zipf",
+            "zipf",
+            ranked_file,
+            f"GET /{{code}}, Zipf(s={ZIPF_EXPONENT}) over {len(ranked):,} codes",
+            zipf,
+        ),
+        scenario(
+            "stats",
+            "cycle",
+            ranked_file,
+            f"GET /stats/{{code}}, cycling through {len(ranked):,} codes",
+            stats_params,
+        ),
+        scenario(
+            "shorten", "shorten", None, "POST /shorten, a new URL each time", common
+        ),
+        scenario(
+            "mixed",
+            "mixed",
+            ranked_file,
+            f"{MIXED_REDIRECT_PERCENT}% Zipf redirects, {MIXED_SHORTEN_PERCENT}% "
+            f"shorten, {stats_percent}% stats",
+            mixed_params,
+        ),
+    ]
+    return {s.name: s for s in found}
