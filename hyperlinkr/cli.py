@@ -3,7 +3,9 @@
     hyperlinkr web          the HTTP workers (HYPERLINKR_WORKERS of them)
     hyperlinkr analytics    the analytics actor
     hyperlinkr persister    the LMDB persister
-    hyperlinkr run          all three roles under one supervisor
+    hyperlinkr h3           HTTP/3 on UDP HYPERLINKR_H3_PORT (optional role)
+    hyperlinkr run          every role under one supervisor (h3 when enabled)
+    hyperlinkr make-cert D  write a self-signed cert.pem and key.pem into D
     hyperlinkr shm-unlink   remove this node's shared-memory segments
     hyperlinkr env-example  print every setting, as .env.example holds them
     hyperlinkr api-key create --scopes S[,S] [--label L] | list | revoke ID
@@ -21,6 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import shm
 from hyperlinkr.apikeys import SCOPES, create_key, list_keys, revoke_key
@@ -34,6 +37,7 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 _ROLES = ("web", "analytics", "persister")
+_OPTIONAL_ROLES = ("h3",)
 
 
 def _configure_logging(level: str) -> None:
@@ -68,10 +72,20 @@ def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
     for role in ("analytics", "persister"):
         if role in roles:
             specs.append(ChildSpec(f"{role} actor", _child_argv(role)))
+    if "h3" in roles:
+        # One process: Sanic serves HTTP/3 from a single worker only.
+        specs.append(ChildSpec("h3 server", _child_argv("h3")))
     return specs
 
 
 def _supervise(settings: Settings, roles: Sequence[str]) -> int:
+    if "h3" in roles and settings.h3_port is None:
+        logger.error(
+            "the h3 role needs HYPERLINKR_H3_PORT (a UDP port) and "
+            "HYPERLINKR_TLS_CERT_FILE/HYPERLINKR_TLS_KEY_FILE; set them or "
+            "remove h3 from the Procfile"
+        )
+        return ExitCode.CONFIG
     try:
         specs = _specs(settings, roles)
     except OSError as exc:
@@ -92,6 +106,8 @@ def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
             from hyperlinkr.server import serve_worker
 
             return serve_worker(settings, int(args[0]))
+        if role == "h3":
+            return _serve_h3(settings)
         if role == "analytics":
             from workers.processes import run_analytics
 
@@ -102,6 +118,36 @@ def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
     except (ConfigError, shm.ShmError) as exc:
         logger.error("%s cannot start: %s", role, exc)
         return ExitCode.CONFIG
+
+
+def _serve_h3(settings: Settings) -> int:
+    from hyperlinkr.h3 import serve_h3
+
+    port, cert, key = settings.h3_port, settings.tls_cert_file, settings.tls_key_file
+    if port is None or cert is None or key is None:
+        raise ConfigError(
+            "HYPERLINKR_H3_PORT, HYPERLINKR_TLS_CERT_FILE and "
+            "HYPERLINKR_TLS_KEY_FILE must all be set to run the h3 role"
+        )
+    return serve_h3(settings, cert, key, port)
+
+
+def _make_cert(directory: Path) -> int:
+    from hyperlinkr.certs import make_self_signed
+
+    _configure_logging("INFO")
+    try:
+        pair = make_self_signed(directory)
+    except OSError as exc:
+        logger.error("cannot write a certificate into %s: %s", directory, exc)
+        return ExitCode.CONFIG
+    logger.info(
+        "wrote %s and %s; set HYPERLINKR_TLS_CERT_FILE and "
+        "HYPERLINKR_TLS_KEY_FILE to them",
+        pair.cert_file,
+        pair.key_file,
+    )
+    return ExitCode.OK
 
 
 def _api_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,11 +174,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="hyperlinkr", description="A self-hosted URL shortener."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for role in _ROLES:
+    for role in (*_ROLES, *_OPTIONAL_ROLES):
         commands.add_parser(role, help=f"run the {role} role (supervised)")
     commands.add_parser("run", help="run every role of a node (supervised)")
     commands.add_parser("shm-unlink", help="remove this node's shared memory")
     commands.add_parser("env-example", help="print every setting with its default")
+    make_cert = commands.add_parser(
+        "make-cert", help="write a self-signed TLS pair for local HTTP/3"
+    )
+    make_cert.add_argument("directory", type=Path)
     keys = commands.add_parser("api-key", help="create, list or revoke API keys")
     key_commands = keys.add_subparsers(dest="key_command", required=True)
     create = key_commands.add_parser("create", help="make a key and print it once")
@@ -144,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser("revoke", help="remove a key by its id")
     revoke.add_argument("key_id")
     child = commands.add_parser("_child")
-    child.add_argument("role", choices=_ROLES)
+    child.add_argument("role", choices=(*_ROLES, *_OPTIONAL_ROLES))
     child.add_argument("args", nargs="*")
     return parser
 
@@ -154,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "env-example":
         sys.stdout.write(render_env_example())
         return ExitCode.OK
+    if args.command == "make-cert":
+        return _make_cert(args.directory)
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
@@ -169,8 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _api_key(settings, args)
     if args.command == "_child":
         return _run_child(settings, args.role, args.args)
-    roles = _ROLES if args.command == "run" else (args.command,)
+    roles = _run_roles(settings) if args.command == "run" else (args.command,)
     return _supervise(settings, roles)
+
+
+def _run_roles(settings: Settings) -> tuple[str, ...]:
+    return (*_ROLES, "h3") if settings.h3_port is not None else _ROLES
 
 
 if __name__ == "__main__":

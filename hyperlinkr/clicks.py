@@ -12,17 +12,22 @@ Layout, little endian, version 1::
     offset  size  field
     0       1     layout version (1)
     1       8     ts_ms, u64, wall clock of the redirect
-    9       1     flags: bit 0 referrer present, bit 1 user agent present
+    9       1     flags: bit 0 referrer present, bit 1 user agent present,
+                  bit 2 visitor hash present
     10      1     code length in bytes, u8
     11      1     referrer length in bytes, u8 (at most REFERRER_MAX_BYTES)
     12      2     user agent length in bytes, u16 (at most USER_AGENT_MAX_BYTES)
-    14      ...   code, referrer, user agent: UTF-8, back to back
+    14      8     visitor hash, u64, only when flag bit 2 is set
+    ...           code, referrer, user agent: UTF-8, back to back
 
 Trailing NUL bytes after the last field are ignored, so a ring that hands
 back fixed-size slots decodes the same as one that keeps exact lengths.
 
 The client address is never part of a click: no raw IP reaches the ring,
-the actor or LMDB.
+the actor or LMDB. The optional visitor hash is a keyed 64-bit digest of
+address, user agent and day, made in the web worker, so that unique
+visitors per day can be estimated (HyperLogLog) without anyone being able
+to recover the address or follow a visitor from one day to the next.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ _VERSION = 1
 _HEADER = struct.Struct("<BQBBBH")
 _HAS_REFERRER = 0x01
 _HAS_USER_AGENT = 0x02
-_KNOWN_FLAGS = _HAS_REFERRER | _HAS_USER_AGENT
+_HAS_VISITOR = 0x04
+_KNOWN_FLAGS = _HAS_REFERRER | _HAS_USER_AGENT | _HAS_VISITOR
+_VISITOR = struct.Struct("<Q")
 _U8_MAX = 0xFF
 
 
@@ -62,6 +69,7 @@ class Click:
     ts_ms: int
     referrer: str | None
     user_agent: str | None
+    visitor: int | None = None
 
 
 def _truncate_utf8(data: bytes, limit_bytes: int) -> bytes:
@@ -82,6 +90,7 @@ def encode_click(
     referrer: str | None,
     user_agent: str | None,
     record_bytes: int = 512,
+    visitor: int | None = None,
 ) -> bytes:
     """Build the ring record for one redirect, never longer than `record_bytes`.
 
@@ -98,6 +107,11 @@ def encode_click(
         )
 
     flags = 0
+    visitor_raw = b""
+    if visitor is not None:
+        flags |= _HAS_VISITOR
+        visitor_raw = _VISITOR.pack(visitor & 0xFFFFFFFFFFFFFFFF)
+        room_bytes -= _VISITOR.size
     referrer_raw = b""
     if referrer is not None:
         flags |= _HAS_REFERRER
@@ -118,7 +132,7 @@ def encode_click(
         raise ClickRecordError(
             f"ts_ms {ts_ms!r} does not fit an unsigned 64-bit field: {exc}"
         ) from exc
-    return b"".join((header, code_raw, referrer_raw, agent_raw))
+    return b"".join((header, visitor_raw, code_raw, referrer_raw, agent_raw))
 
 
 def _check_header(record: bytes) -> tuple[int, int, int, int, int]:
@@ -165,6 +179,12 @@ def decode_click(record: bytes) -> Click:
     """Read a record built by `encode_click`; raise `ClickRecordError` if bad."""
     ts_ms, flags, code_len, referrer_len, agent_len = _check_header(record)
     start = _HEADER.size
+    visitor = None
+    if flags & _HAS_VISITOR:
+        if len(record) < start + _VISITOR.size:
+            raise ClickRecordError("click record is too short for its visitor hash")
+        (visitor,) = _VISITOR.unpack_from(record, start)
+        start += _VISITOR.size
     end = start + code_len + referrer_len + agent_len
     _check_body(record, end)
 
@@ -181,4 +201,5 @@ def decode_click(record: bytes) -> Click:
         ts_ms=ts_ms,
         referrer=referrer if flags & _HAS_REFERRER else None,
         user_agent=agent if flags & _HAS_USER_AGENT else None,
+        visitor=visitor,
     )

@@ -133,7 +133,19 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc("CREATE_BURST", "20", "link creations a client may make at once"),
     _doc("REDIRECT_RATE_PER_S", "200", "redirects per client IP per second, 0 = off"),
     _doc("REDIRECT_BURST", "400", "redirects a client IP may make at once"),
-    _doc("REDIS_URL", "", "Dragonfly/Redis URL (not available in this version)"),
+    _doc("H3_PORT", "", "UDP port of the h3 role (HTTP/3); empty or 0 = off"),
+    _doc(
+        "TLS_CERT_FILE",
+        "",
+        "PEM certificate for HTTP/3 (`hyperlinkr make-cert DIR` makes one)",
+    ),
+    _doc("TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE, unencrypted"),
+    _doc(
+        "REDIS_URL",
+        "",
+        "Dragonfly/Redis URL shared by every node; empty = embedded (L1 + LMDB)",
+    ),
+    _doc("REDIS_CLUSTER", "false", "REDIS_URL names a Redis Cluster node"),
     _doc("ACCESS_LOG", "false", "log every HTTP request"),
     _doc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
 )
@@ -263,7 +275,11 @@ class Settings:
     create_burst: int
     redirect_rate_per_s: int
     redirect_burst: int
+    h3_port: int | None
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
     redis_url: str | None
+    redis_cluster: bool
     access_log: bool
     log_level: str
 
@@ -271,10 +287,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read and validate every `HYPERLINKR_*` variable in `environ`."""
         env = _Env(environ)
-        _refuse_redis(env)
         host = env.text("HOST", "127.0.0.1")
         port = _port(env, environ)
         base_url = _public_base_url(env, host, port)
+        h3_port, tls_cert_file, tls_key_file = _http3(env)
         data_dir = env.path("DATA_DIR") or Path("./data")
         return cls(
             node_name=_node_name(env),
@@ -313,7 +329,11 @@ class Settings:
             create_burst=env.integer("CREATE_BURST", 20, 1, 100_000),
             redirect_rate_per_s=env.integer("REDIRECT_RATE_PER_S", 200, 0, 1_000_000),
             redirect_burst=env.integer("REDIRECT_BURST", 400, 1, 1_000_000),
-            redis_url=None,
+            h3_port=h3_port,
+            tls_cert_file=tls_cert_file,
+            tls_key_file=tls_key_file,
+            redis_url=_redis_url(env),
+            redis_cluster=env.flag("REDIS_CLUSTER", False),
             access_log=env.flag("ACCESS_LOG", False),
             log_level=_log_level(env),
         )
@@ -332,14 +352,17 @@ def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, _MAX_WORKERS))
 
 
-def _refuse_redis(env: _Env) -> None:
+def _redis_url(env: _Env) -> str | None:
     value = env.raw("REDIS_URL")
-    if value is not None:
-        raise ConfigError(
-            f"{PREFIX}REDIS_URL={value!r} is set, but the Dragonfly/Redis tier "
-            "is not available in this version; unset "
-            f"{PREFIX}REDIS_URL to run the embedded default (L1 + LMDB)"
-        )
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (
+        parts.hostname or parts.path
+    ):
+        expected = "a URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)"
+        raise env.fail("REDIS_URL", value, expected)
+    return value
 
 
 def _node_name(env: _Env) -> str:
@@ -432,6 +455,24 @@ def _networks(env: _Env, name: str) -> tuple[IpNetwork, ...]:
             expected = "comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8"
             raise env.fail(name, text, expected) from exc
     return tuple(networks)
+
+
+def _http3(env: _Env) -> tuple[int | None, Path | None, Path | None]:
+    port = env.integer("H3_PORT", 0, 0, 65535) or None
+    cert_file, key_file = env.path("TLS_CERT_FILE"), env.path("TLS_KEY_FILE")
+    if (cert_file is None) != (key_file is None):
+        raise ConfigError(
+            f"only one of {PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE is "
+            "set; set both, to a PEM certificate and its key, or neither"
+        )
+    if port is not None and cert_file is None:
+        raise ConfigError(
+            f"{PREFIX}H3_PORT={port} turns HTTP/3 on, which needs TLS: set "
+            f"{PREFIX}TLS_CERT_FILE and {PREFIX}TLS_KEY_FILE to a PEM "
+            "certificate and its key (`hyperlinkr make-cert DIR` writes a "
+            f"self-signed pair for local runs), or unset {PREFIX}H3_PORT"
+        )
+    return port, cert_file, key_file
 
 
 def _log_level(env: _Env) -> str:

@@ -44,7 +44,7 @@ import orjson
 
 from hyperlinkr.errors import RecordError, StoreError
 from hyperlinkr.links import Link, decode_record, encode_record
-from hyperlinkr.storage import IDEMPOTENCY_DB, LINKS_DB, URLS_DB
+from hyperlinkr.storage import IDEMPOTENCY_DB, LINKS_DB, OUTBOX_DB, URLS_DB
 
 __all__ = [
     "MAX_MUTATION_BYTES",
@@ -202,8 +202,34 @@ class LinkWriter:
         self._db = env.open_db(LINKS_DB)
         self._urls = env.open_db(URLS_DB)
         self._idempotency = env.open_db(IDEMPOTENCY_DB)
+        self._outbox = env.open_db(OUTBOX_DB)
 
-    def apply(self, mutations: Sequence[Mutation]) -> list[bool]:
+    def apply_and_record(self, mutations: Sequence[Mutation]) -> list[bool]:
+        """`apply`, and record what changed in the outbox, in one commit.
+
+        The outbox gets the resulting state, not the request: a Patch is
+        recorded as an Update carrying the whole record, so applying the
+        outbox elsewhere needs nothing but the events themselves.
+        """
+        return self.apply(mutations, record=True)
+
+    def outbox(self, limit: int) -> list[tuple[bytes, Mutation]]:
+        """The oldest `limit` unpublished changes, with their outbox keys."""
+        with self._env.begin(db=self._outbox) as txn:
+            cursor = txn.cursor()
+            entries = []
+            for key, value in cursor:
+                entries.append((bytes(key), decode_mutation(value)))
+                if len(entries) >= limit:
+                    break
+        return entries
+
+    def forget_published(self, keys: Sequence[bytes]) -> None:
+        with self._env.begin(write=True, db=self._outbox) as txn:
+            for key in keys:
+                txn.delete(key)
+
+    def apply(self, mutations: Sequence[Mutation], record: bool = False) -> list[bool]:
         """Commit every mutation in one durable transaction.
 
         Returns, per mutation, whether it changed anything: False for a
@@ -215,6 +241,8 @@ class LinkWriter:
         try:
             with self._env.begin(write=True, db=self._db) as txn:
                 results = [self._apply_one(txn, mutation) for mutation in mutations]
+                if record:
+                    self._record(txn, mutations, results)
         except lmdb.Error as exc:
             raise StoreError(
                 f"committing {len(mutations)} link mutations to LMDB failed "
@@ -242,6 +270,21 @@ class LinkWriter:
             txn.put(url_digest(new.url) + key, b"", db=self._urls)
         return bool(txn.put(key, encode_record(new)))
 
+    def _record(
+        self,
+        txn: lmdb.Transaction,
+        mutations: Sequence[Mutation],
+        results: Sequence[bool],
+    ) -> None:
+        cursor = txn.cursor(db=self._outbox)
+        seq = int.from_bytes(cursor.key(), "big") + 1 if cursor.last() else 1
+        for mutation, changed in zip(mutations, results, strict=True):
+            if not changed:
+                continue
+            event = _event(txn, mutation)
+            txn.put(seq.to_bytes(8, "big"), encode_mutation(event), db=self._outbox)
+            seq += 1
+
     def _create(self, txn: lmdb.Transaction, mutation: Create) -> bool:
         link, once = mutation.link, mutation.once
         key = link.code.encode("utf-8")
@@ -255,6 +298,19 @@ class LinkWriter:
             record = orjson.dumps({"c": link.code, "p": once.fingerprint})
             txn.put(once.key_digest.encode(), record, db=self._idempotency)
         return True
+
+
+def _event(txn: lmdb.Transaction, mutation: Mutation) -> Mutation:
+    """What other nodes must apply to reach the state `mutation` left."""
+    if isinstance(mutation, Create):
+        return Create(mutation.link)
+    if isinstance(mutation, Delete):
+        return mutation
+    code = mutation.link.code if isinstance(mutation, Update) else mutation.code
+    data = txn.get(code.encode("utf-8"))
+    if data is None:
+        return Delete(code)
+    return Update(decode_record(data))
 
 
 def _patched(link: Link, patch: Patch) -> Link:

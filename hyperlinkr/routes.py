@@ -16,17 +16,20 @@ from sanic import HTTPResponse, Request, Sanic
 
 from hyperlinkr.clicks import encode_click
 from hyperlinkr.codes import could_be_code
+from hyperlinkr.dragonfly import TierUnavailable
 from hyperlinkr.linkstore import Idempotency
 from hyperlinkr.node import CLICK_RECORD_BYTES
 from hyperlinkr.problems import Problem
 from hyperlinkr.requests import parse_json_object, parse_shorten
 from hyperlinkr.shortening import idempotency, iso, shorten_many
+from hyperlinkr.stats import combine, public_view
 
 __all__ = ["forward_query", "json_response", "not_found", "register"]
 
 JSON = "application/json"
 # Browsers must come back to us for every click, or analytics undercount.
 REDIRECT_CACHE_CONTROL = "private, no-store"
+MAX_VISITOR_DAYS = 90
 
 
 def json_response(
@@ -81,7 +84,7 @@ async def redirect(request: Request, code: str) -> HTTPResponse:
     if not could_be_code(code):
         raise not_found(code)
     ctx.access.spend_redirect(request)
-    entry = ctx.store.lookup(code)
+    entry = await ctx.store.lookup(code)
     if entry is None or not entry.enabled:
         raise not_found(code)
     now_ms = int(time.time() * 1000)
@@ -89,12 +92,12 @@ async def redirect(request: Request, code: str) -> HTTPResponse:
         raise Problem(410, f"the link {code!r} expired at {iso(entry.expires_at_ms)}")
     if request.method == "GET":
         headers = request.headers
+        agent = headers.get("user-agent")
+        visitor = None
+        if ctx.visitors is not None:
+            visitor = ctx.visitors(ctx.access.client_ip(request), agent, now_ms)
         record = encode_click(
-            code,
-            now_ms,
-            headers.get("referer"),
-            headers.get("user-agent"),
-            CLICK_RECORD_BYTES,
+            code, now_ms, headers.get("referer"), agent, CLICK_RECORD_BYTES, visitor
         )
         ctx.node.clicks.push(record)  # a full ring counts a drop, never waits
     location = entry.url
@@ -116,10 +119,31 @@ async def stats(request: Request, code: str) -> HTTPResponse:
     link = ctx.store.get(code)
     if link is None:
         raise not_found(code)
-    body = ctx.stats.get(code)
+    body = await _stats_body(ctx, code)
     body["url"] = link.url
     body["created_at"] = iso(link.created_at_ms)
     return json_response(body)
+
+
+async def _stats_body(ctx: Any, code: str) -> dict[str, Any]:
+    """This node's stats, or, with Dragonfly, every node's together."""
+    if not ctx.store.shared:
+        return ctx.stats.get(code)  # type: ignore[no-any-return]
+    try:
+        combined = combine(await ctx.store.shared_stats(code))
+        body = public_view(code, combined)
+        days = [row["date"] for row in body["per_day"]][-MAX_VISITOR_DAYS:]
+        visitors = await ctx.store.unique_visitors(code, days)
+    except TierUnavailable as exc:
+        raise Problem(
+            503,
+            f"stats of every node live in Dragonfly, which is unreachable ({exc}); "
+            "retry soon",
+            headers={"retry-after": "1"},
+        ) from exc
+    for row in body["per_day"]:
+        row["unique_visitors"] = visitors.get(row["date"])
+    return body
 
 
 async def healthz(request: Request) -> HTTPResponse:

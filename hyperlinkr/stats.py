@@ -27,6 +27,7 @@ __all__ = [
     "StatsFormatError",
     "StatsReader",
     "StoredStats",
+    "combine",
     "dump_stats",
     "empty_stats",
     "load_stats",
@@ -183,3 +184,30 @@ class StatsReader:
     def get(self, code: str) -> dict[str, Any]:
         """The public stats of `code`; zeros and empty lists when unclicked."""
         return public_view(code, self.stored(code))
+
+
+def combine(parts: list[StoredStats], recent_limit: int = 50) -> StoredStats:
+    """The stats of several nodes for one link, as one (for shared mode)."""
+    total = empty_stats()
+    recent: list[RecentClick] = []
+    for part in parts:
+        for name in ("total", "human", "bot"):
+            total[name] += part[name]
+        total["first_ts_ms"] = _earliest(total["first_ts_ms"], part["first_ts_ms"])
+        total["last_ts_ms"] = _latest(total["last_ts_ms"], part["last_ts_ms"])
+        for name in _COUNTER_FIELDS:
+            counts: dict[str, int] = total[name]  # type: ignore[literal-required]
+            for key, n in part[name].items():  # type: ignore[literal-required]
+                counts[key] = counts.get(key, 0) + n
+        recent.extend(part["recent"])
+    recent.sort(key=lambda click: click["ts_ms"], reverse=True)
+    total["recent"] = recent[:recent_limit]
+    return total
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -3,7 +3,8 @@
 Every process opens its own environment after it starts (LMDB handles must
 never cross fork or spawn). The persister is the only writer of `links`
 and of its two indexes, `urls` (URL digest + code, for `"reuse": true`)
-and `idempotency` (idempotency key digest -> code, for repeated creates);
+and `idempotency` (idempotency key digest -> code, for repeated creates),
+and of `outbox` (this node's changes not yet published to Dragonfly);
 the analytics actor is the only writer of `stats` and of its ring
 checkpoint in `meta`. Everybody else only reads.
 """
@@ -18,6 +19,7 @@ __all__ = [
     "IDEMPOTENCY_DB",
     "LINKS_DB",
     "META_DB",
+    "OUTBOX_DB",
     "STATS_DB",
     "URLS_DB",
     "open_environment",
@@ -28,6 +30,7 @@ STATS_DB = b"stats"
 META_DB = b"meta"
 URLS_DB = b"urls"
 IDEMPOTENCY_DB = b"idempotency"
+OUTBOX_DB = b"outbox"
 
 _MAX_DBS = 8
 _MAX_READERS = 512
@@ -52,6 +55,6 @@ def open_environment(
         lock=True,
         readahead=False,
     )
-    for name in (LINKS_DB, STATS_DB, META_DB, URLS_DB, IDEMPOTENCY_DB):
+    for name in (LINKS_DB, STATS_DB, META_DB, URLS_DB, IDEMPOTENCY_DB, OUTBOX_DB):
         env.open_db(name)
     return env

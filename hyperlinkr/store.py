@@ -1,9 +1,15 @@
 """The store facade a web worker uses: tiered reads, durable writes.
 
-Reads go L1 (shared table), then LMDB, and fill L1 on the way back; a code
-found nowhere is cached as negative for `negative_ttl_s`, so a flood of
-random codes costs one LMDB read per code and TTL, not per request. The
-Dragonfly tier, when it exists, slots in between the two.
+Reads go L1 (shared table), then Dragonfly when configured, then LMDB,
+and fill L1 on the way back; a code found nowhere is cached as negative
+for `negative_ttl_s`, so a flood of random codes costs one lookup per
+code and TTL, not per request. While Dragonfly is away (see
+`hyperlinkr.dragonfly.Breaker`) reads skip it and go to LMDB at once.
+
+With Dragonfly, a create first claims its code there (SET NX): that is
+what makes codes unique across nodes. A code already claimed is taken; a
+Dragonfly that does not answer makes the create fail fast (503), because
+without the claim two nodes could hand out the same code.
 
 Writes go through the persister: a mutation is pushed to the write ring,
 and the writer waits (without blocking the event loop) until the ring head
@@ -22,8 +28,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hyperlinkr.errors import StoreError
-from hyperlinkr.links import L1Entry, Link, decode_l1, encode_l1
+from hyperlinkr.dragonfly import (
+    TIER_ERRORS,
+    Breaker,
+    TierUnavailable,
+    link_key,
+    stats_key,
+    visitors_key,
+)
+from hyperlinkr.errors import RecordError, StoreError
+from hyperlinkr.links import (
+    L1Entry,
+    Link,
+    decode_l1,
+    decode_record,
+    encode_l1,
+    encode_record,
+)
 from hyperlinkr.linkstore import (
     Create,
     Delete,
@@ -34,6 +55,8 @@ from hyperlinkr.linkstore import (
     encode_mutation,
 )
 from hyperlinkr.node import Node
+from hyperlinkr.stats import StoredStats, load_stats
+from shm.table import MAX_VALUE_BYTES
 
 __all__ = ["CreateOutcome", "CreateResult", "LinkStore", "StoreUnavailable"]
 
@@ -60,27 +83,86 @@ class CreateResult:
 class LinkStore:
     """One per web worker process."""
 
-    def __init__(self, node: Node, durable_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, node: Node, tier: Any = None, durable_timeout_s: float = 5.0
+    ) -> None:
         self._table = node.table
         self._writes = node.writes
         self._reader = LinkReader(node.env)
         self._negative_ttl_s = node.settings.negative_ttl_s
         self._durable_timeout_s = durable_timeout_s
+        self._tier = tier  # an asyncio Redis client, or None (embedded)
+        self.breaker = Breaker()
 
-    def lookup(self, code: str) -> L1Entry | None:
+    @property
+    def shared(self) -> bool:
+        return self._tier is not None
+
+    async def lookup(self, code: str) -> L1Entry | None:
         """The link behind `code` from the nearest tier, or None."""
         key = code.encode()
         cached = self._table.get(key)
         if cached is not None:
             return decode_l1(cached) if cached else None
-        link = self._reader.get(code)
+        link = await self._from_tier(code) if self._tier is not None else None
+        if link is None:
+            link = self._reader.get(code)
         if link is None:
             if self._negative_ttl_s > 0:
                 self._table.put_negative(key, self._negative_ttl_s)
             return None
         entry = encode_l1(link)
-        self._table.put(key, entry)
+        self._cache(key, entry)
         return decode_l1(entry)
+
+    def _cache(self, key: bytes, entry: bytes) -> None:
+        # The longest URLs (2037+ characters) do not fit an L1 value; they
+        # are served from LMDB every time, correct if slower.
+        if len(entry) <= MAX_VALUE_BYTES:
+            self._table.put(key, entry)
+
+    async def _from_tier(self, code: str) -> Link | None:
+        if not self.breaker.available:
+            return None
+        try:
+            data = await self._tier.get(link_key(code))
+        except TIER_ERRORS:
+            self.breaker.failed()
+            return None
+        if data is None:
+            return None
+        try:
+            return decode_record(data)
+        except RecordError:
+            return None
+
+    async def shared_stats(self, code: str) -> list[StoredStats]:
+        """Every node's stats of `code` from Dragonfly; TierUnavailable if away."""
+        self.breaker.check()
+        try:
+            fields = await self._tier.hgetall(stats_key(code))
+        except TIER_ERRORS as exc:
+            self.breaker.failed()
+            raise TierUnavailable(
+                f"reading stats from Dragonfly failed: {exc}"
+            ) from exc
+        return [load_stats(value) for value in fields.values()]
+
+    async def unique_visitors(self, code: str, days: Sequence[str]) -> dict[str, int]:
+        """Estimated distinct visitors per day (HyperLogLog), from Dragonfly."""
+        self.breaker.check()
+        try:
+            # PFCOUNT cannot be pipelined by the cluster client; the reads
+            # go out together all the same.
+            counts = await asyncio.gather(
+                *(self._tier.pfcount(visitors_key(code, day)) for day in days)
+            )
+        except TIER_ERRORS as exc:
+            self.breaker.failed()
+            raise TierUnavailable(
+                f"reading visitors from Dragonfly failed: {exc}"
+            ) from exc
+        return dict(zip(days, (int(n) for n in counts), strict=True))
 
     def get(self, code: str) -> Link | None:
         """The full durable record (for stats and management), from LMDB."""
@@ -113,13 +195,40 @@ class LinkStore:
         self, items: Sequence[tuple[Link, Idempotency | None]]
     ) -> list[CreateResult]:
         """Create several links with one wait for durability."""
-        await self._write_all([Create(link, once) for link, once in items])
-        return [self._outcome(link, once) for link, once in items]
+        claimed = await self._claim([link for link, _ in items])
+        wanted = [item for item, won in zip(items, claimed, strict=True) if won]
+        await self._write_all([Create(link, once) for link, once in wanted])
+        return [
+            self._outcome(link, once)
+            if won
+            else CreateResult(CreateOutcome.CODE_TAKEN, None)
+            for (link, once), won in zip(items, claimed, strict=True)
+        ]
+
+    async def _claim(self, links: Sequence[Link]) -> list[bool]:
+        """Claim each code in Dragonfly (SET NX); all True when embedded."""
+        if self._tier is None:
+            return [True] * len(links)
+        if not self.breaker.available:
+            raise StoreUnavailable(
+                "Dragonfly is unreachable, so a new code cannot be claimed; retry soon"
+            )
+        try:
+            pipe = self._tier.pipeline(transaction=False)
+            for link in links:
+                pipe.set(link_key(link.code), encode_record(link), nx=True)
+            answers = await pipe.execute()
+        except TIER_ERRORS as exc:
+            self.breaker.failed()
+            raise StoreUnavailable(
+                f"Dragonfly did not answer the code claim ({exc}); retry soon"
+            ) from exc
+        return [bool(answer) for answer in answers]
 
     def _outcome(self, link: Link, once: Idempotency | None) -> CreateResult:
         stored = self._reader.get(link.code)
         if stored is not None and stored.nonce == link.nonce:
-            self._table.put(link.code.encode(), encode_l1(link))
+            self._cache(link.code.encode(), encode_l1(link))
             return CreateResult(CreateOutcome.CREATED, link)
         if once is not None:
             earlier = self._reader.idempotent(once.key_digest)

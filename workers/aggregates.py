@@ -69,8 +69,12 @@ class LinkDelta:
     operating_systems: Counter[str] = field(default_factory=Counter)
     devices: Counter[str] = field(default_factory=Counter)
     recent: list[RecentClick] = field(default_factory=list)
+    # Visitor hashes per UTC day, for HyperLogLogs in the shared tier only.
+    visitors: dict[str, set[int]] = field(default_factory=dict)
 
-    def add(self, ts_ms: int, host: str, agent: Agent) -> None:
+    def add(
+        self, ts_ms: int, host: str, agent: Agent, visitor: int | None = None
+    ) -> None:
         self.total += 1
         if agent.is_bot:
             self.bot += 1
@@ -81,7 +85,10 @@ class LinkDelta:
         if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
             self.last_ts_ms = ts_ms
 
-        self.per_day[utc_day(ts_ms)] += 1
+        day = utc_day(ts_ms)
+        self.per_day[day] += 1
+        if visitor is not None:
+            self.visitors.setdefault(day, set()).add(visitor)
         self.referrers[host] += 1
         self.browsers[agent.browser] += 1
         self.operating_systems[agent.os] += 1
@@ -130,7 +137,7 @@ class ClickAggregator:
         if delta is None:
             delta = self._deltas[click.code] = LinkDelta()
         agent = self._classify(click.user_agent)
-        delta.add(click.ts_ms, referrer_host(click.referrer), agent)
+        delta.add(click.ts_ms, referrer_host(click.referrer), agent, click.visitor)
         self._clicks += 1
 
     def deltas(self) -> Mapping[str, LinkDelta]:
@@ -235,9 +242,15 @@ def merge_into(
     db: lmdb._Database,
     deltas: Mapping[str, LinkDelta],
     recent_limit: int,
-) -> None:
-    """Add `deltas` to the stats in `db`, inside the caller's write `txn`."""
+) -> dict[str, StoredStats]:
+    """Add `deltas` to the stats in `db`, inside the caller's write `txn`.
+
+    Returns the merged stats of every link it touched.
+    """
+    merged = {}
     for code, delta in deltas.items():
         key = code.encode()
         stats = merge(_stored_or_empty(txn, db, key), delta, recent_limit)
         txn.put(key, dump_stats(stats), db=db)
+        merged[code] = stats
+    return merged

@@ -41,6 +41,7 @@ from typing import Protocol
 import lmdb
 
 from hyperlinkr.clicks import ClickRecordError, decode_click
+from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
 from workers.aggregates import ClickAggregator, merge_into
 
@@ -52,6 +53,7 @@ __all__ = [
     "CheckpointError",
     "ClickRing",
     "RingContractError",
+    "StatsMirror",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,16 @@ class CheckpointError(ValueError):
 
 class RingContractError(RuntimeError):
     """The ring answered in a way its contract rules out."""
+
+
+class StatsMirror(Protocol):
+    """Where counted stats are copied after each commit (the shared tier)."""
+
+    def publish(
+        self,
+        merged: dict[str, StoredStats],
+        visitors: dict[str, dict[str, set[int]]],
+    ) -> None: ...
 
 
 class ClickRing(Protocol):
@@ -123,6 +135,7 @@ class AnalyticsActor:
         flush_interval_ms: int = 200,
         recent_limit: int = 50,
         batch_records: int = 4096,
+        mirror: StatsMirror | None = None,
     ) -> None:
         if batch_records < 1:
             raise ValueError(f"batch_records is {batch_records}; expected >= 1")
@@ -134,6 +147,7 @@ class AnalyticsActor:
         self._recent_limit = recent_limit
         self._batch_records = batch_records
         self._aggregator = ClickAggregator()
+        self._mirror = mirror
 
         self._recovered = False
         self._committed = 0  # ring position advanced past, and in LMDB
@@ -252,8 +266,9 @@ class AnalyticsActor:
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
         with self._env.begin(write=True) as txn:
             deltas = self._aggregator.deltas()
-            merge_into(txn, self._stats_db, deltas, self._recent_limit)
+            merged = merge_into(txn, self._stats_db, deltas, self._recent_limit)
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
+        visitors = {code: delta.visitors for code, delta in deltas.items()}
         self._aggregator.clear()
         self._taken = 0
         self._pending_since_s = None
@@ -264,6 +279,8 @@ class AnalyticsActor:
         self._committed = checkpoint.position
         self._recovered = True
 
+        if self._mirror is not None:
+            self._mirror.publish(merged, visitors)
         self._report_bad_records()
         self._flushes += 1
         self._last_flush_ms = int(time.time() * 1000)

@@ -67,11 +67,16 @@ class Persister:
     """Drains `writes` into LMDB; keeps `table` in step for changed links."""
 
     def __init__(
-        self, writes: shm.Ring, table: shm.Table, env: lmdb.Environment
+        self,
+        writes: shm.Ring,
+        table: shm.Table,
+        env: lmdb.Environment,
+        record: bool = False,
     ) -> None:
         self._writes = writes
         self._table = table
         self._writer = LinkWriter(env)
+        self._record = record  # keep an outbox for the shared tier
         self._commits = 0
         self._mutations = 0
         self._bad_records = 0
@@ -89,7 +94,7 @@ class Persister:
             return 0
         mutations = self._decode(records)
         started_s = time.perf_counter()
-        self._writer.apply(mutations)
+        self._writer.apply(mutations, record=self._record)
         self._last_commit_ms = (time.perf_counter() - started_s) * 1000
         self._forget_changed(mutations)
         self._writes.advance(end)

@@ -13,10 +13,13 @@ import signal
 from types import FrameType
 
 from hyperlinkr.config import Settings
+from hyperlinkr.dragonfly import sync_client
 from hyperlinkr.node import open_click_ring, open_table, open_write_ring
 from hyperlinkr.storage import open_environment
 from workers.analytics import AnalyticsActor
 from workers.persister import Persister
+from workers.replication import Replicator
+from workers.statsmirror import TierStatsMirror
 
 __all__ = ["StopFlag", "run_analytics", "run_persister"]
 
@@ -42,8 +45,16 @@ def run_persister(settings: Settings) -> int:
     stop = StopFlag()
     env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
     writes, table = open_write_ring(settings), open_table(settings)
+    replicated = settings.redis_url is not None
     try:
-        Persister(writes, table, env).run(stop)
+        replicator = None
+        if settings.redis_url is not None:
+            client = sync_client(settings.redis_url, settings.redis_cluster)
+            replicator = Replicator(client, settings.node_name, env, table)
+            thread = replicator.start(stop)
+        Persister(writes, table, env, record=replicated).run(stop)
+        if replicator is not None:
+            thread.join(5)
     finally:
         writes.close()
         table.close()
@@ -56,11 +67,16 @@ def run_analytics(settings: Settings) -> int:
     env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
     clicks = open_click_ring(settings)
     try:
+        mirror = None
+        if settings.redis_url is not None:
+            client = sync_client(settings.redis_url, settings.redis_cluster)
+            mirror = TierStatsMirror(client, settings.node_name, env)
         actor = AnalyticsActor(
             clicks,
             env,
             flush_interval_ms=settings.flush_interval_ms,
             recent_limit=settings.recent_clicks,
+            mirror=mirror,
         )
         actor.run(stop)
     finally:

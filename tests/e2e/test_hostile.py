@@ -303,3 +303,14 @@ def _read_reply(sock: socket.socket) -> bytes:
     except (TimeoutError, ConnectionResetError):
         pass
     return b"".join(chunks)
+
+
+def test_the_longest_urls_shorten_and_redirect(node: RunningNode) -> None:
+    """URLs at the 2048-character limit do not fit an L1 value: LMDB serves them."""
+    for length in (2036, 2040, 2048):
+        url = "https://example.com/" + "x" * (length - 20)
+        made = httpx.post(node.url("/shorten"), json={"url": url})
+        assert made.status_code == 201, made.text
+        for _ in range(3):
+            answer = httpx.get(node.url(f"/{made.json()['code']}"))
+            assert answer.headers["location"] == url

@@ -110,3 +110,11 @@ def test_random_bytes_never_raise_anything_but_click_record_error() -> None:
 
 def test_click_record_error_is_a_value_error() -> None:
     assert issubclass(ClickRecordError, ValueError)
+
+
+def test_visitor_hash_round_trips_and_is_optional() -> None:
+    record = encode_click("abc", 7, "https://r.io/", CHROME, visitor=2**64 - 3)
+    click = decode_click(record.ljust(512, b"\0"))
+    assert click.visitor == 2**64 - 3
+    assert click.user_agent == CHROME
+    assert decode_click(encode_click("abc", 7, None, None)).visitor is None

@@ -164,12 +164,13 @@ def test_bad_values_name_variable_value_and_expectation(name: str, value: str) -
     assert "expected" in message
 
 
-def test_redis_url_is_refused_with_the_fix() -> None:
+def test_redis_url_is_taken_and_checked() -> None:
+    settings = Settings.from_env({"HYPERLINKR_REDIS_URL": "redis://localhost:6379/0"})
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.redis_cluster is False
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({"HYPERLINKR_REDIS_URL": "redis://localhost:6379/0"})
-    message = str(caught.value)
-    assert "not available in this version" in message
-    assert "unset HYPERLINKR_REDIS_URL" in message
+        Settings.from_env({"HYPERLINKR_REDIS_URL": "localhost:6379"})
+    assert "redis://127.0.0.1:6379/0" in str(caught.value)
 
 
 def test_empty_values_mean_default() -> None:
@@ -189,3 +190,36 @@ def test_env_example_is_generated_from_the_table() -> None:
     assert text == render_env_example()
     for row in SETTINGS_DOC:
         assert f"# {row.env_name}={row.default}" in text
+
+
+def test_http3_is_off_unless_a_port_is_set() -> None:
+    settings = Settings.from_env({"HYPERLINKR_H3_PORT": "0"})
+    assert (settings.h3_port, settings.tls_cert_file, settings.tls_key_file) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_http3_reads_its_port_certificate_and_key(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "HYPERLINKR_H3_PORT": "8443",
+            "HYPERLINKR_TLS_CERT_FILE": str(tmp_path / "cert.pem"),
+            "HYPERLINKR_TLS_KEY_FILE": str(tmp_path / "key.pem"),
+        }
+    )
+    assert settings.h3_port == 8443
+    assert settings.tls_cert_file == tmp_path / "cert.pem"
+    assert settings.tls_key_file == tmp_path / "key.pem"
+
+
+def test_http3_without_tls_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match="HYPERLINKR_TLS_CERT_FILE") as caught:
+        Settings.from_env({"HYPERLINKR_H3_PORT": "8443"})
+    assert "make-cert" in str(caught.value)
+
+
+def test_a_certificate_without_its_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="set both"):
+        Settings.from_env({"HYPERLINKR_TLS_CERT_FILE": "cert.pem"})
