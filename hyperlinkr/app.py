@@ -19,7 +19,7 @@ from sanic.config import Config
 from sanic.handlers import ErrorHandler
 from sanic.response import BaseHTTPResponse
 
-from hyperlinkr import management, openapi, routes
+from hyperlinkr import management, monitoring, openapi, routes
 from hyperlinkr.access import Access
 from hyperlinkr.apikeys import KeyRing
 from hyperlinkr.blocklist import LivePolicy
@@ -71,6 +71,7 @@ def create_app(
     openapi.register(app)
     if settings.h3_port is not None:
         _advertise_http3(app, settings.h3_port)
+    monitoring.install(app)
 
     @app.before_server_start
     async def open_node(app: Sanic[Config, SimpleNamespace]) -> None:

@@ -26,9 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import shm
+from hyperlinkr import metrics
 from hyperlinkr.apikeys import SCOPES, create_key, list_keys, revoke_key
 from hyperlinkr.config import Settings, render_env_example
 from hyperlinkr.errors import ConfigError
+from hyperlinkr.logs import configure_logging
 from hyperlinkr.node import unlink_segments
 from hyperlinkr.supervisor import ChildSpec, ExitCode, Supervisor, die_with_parent
 
@@ -38,14 +40,6 @@ logger = logging.getLogger(__name__)
 
 _ROLES = ("web", "analytics", "persister")
 _OPTIONAL_ROLES = ("h3",)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _child_argv(role: str, *extra: str) -> list[str]:
@@ -66,15 +60,15 @@ def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
             settings.workers,
         )
         specs += [
-            ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,))
+            ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,), role="web")
             for i in range(settings.workers)
         ]
     for role in ("analytics", "persister"):
         if role in roles:
-            specs.append(ChildSpec(f"{role} actor", _child_argv(role)))
+            specs.append(ChildSpec(f"{role} actor", _child_argv(role), role=role))
     if "h3" in roles:
         # One process: Sanic serves HTTP/3 from a single worker only.
-        specs.append(ChildSpec("h3 server", _child_argv("h3")))
+        specs.append(ChildSpec("h3 server", _child_argv("h3"), role="h3"))
     return specs
 
 
@@ -85,6 +79,11 @@ def _supervise(settings: Settings, roles: Sequence[str]) -> int:
             "HYPERLINKR_TLS_CERT_FILE/HYPERLINKR_TLS_KEY_FILE; set them or "
             "remove h3 from the Procfile"
         )
+        return ExitCode.CONFIG
+    try:
+        metrics.configure(settings, roles)
+    except ConfigError as exc:
+        logger.error("%s", exc)
         return ExitCode.CONFIG
     try:
         specs = _specs(settings, roles)
@@ -102,6 +101,7 @@ def _supervise(settings: Settings, roles: Sequence[str]) -> int:
 def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
     die_with_parent(os.getppid())
     try:
+        metrics.configure(settings)
         if role == "web":
             from hyperlinkr.server import serve_worker
 
@@ -135,7 +135,7 @@ def _serve_h3(settings: Settings) -> int:
 def _make_cert(directory: Path) -> int:
     from hyperlinkr.certs import make_self_signed
 
-    _configure_logging("INFO")
+    configure_logging("INFO")
     try:
         pair = make_self_signed(directory)
     except OSError as exc:
@@ -209,10 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
-        _configure_logging("INFO")
+        configure_logging("INFO")
         logger.error("%s", exc)
         return ExitCode.CONFIG
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "shm-unlink":
         for name in unlink_segments(settings):
             logger.info("unlinked shared-memory segment %s", name)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from hyperlinkr.errors import ConfigError, UrlRefused
+from hyperlinkr.logs import FORMATS as _LOG_FORMATS
 from hyperlinkr.urlpolicy import to_ascii_host
 
 __all__ = ["SETTINGS_DOC", "SettingDoc", "Settings", "render_env_example"]
@@ -148,6 +149,7 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc("REDIS_CLUSTER", "false", "REDIS_URL names a Redis Cluster node"),
     _doc("ACCESS_LOG", "false", "log every HTTP request"),
     _doc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    _doc("LOG_FORMAT", "plain", "plain lines, or json: one object per line"),
 )
 
 
@@ -282,6 +284,7 @@ class Settings:
     redis_cluster: bool
     access_log: bool
     log_level: str
+    log_format: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -336,6 +339,7 @@ class Settings:
             redis_cluster=env.flag("REDIS_CLUSTER", False),
             access_log=env.flag("ACCESS_LOG", False),
             log_level=_log_level(env),
+            log_format=_log_format(env),
         )
 
     @staticmethod
@@ -480,3 +484,10 @@ def _log_level(env: _Env) -> str:
     if level not in _LOG_LEVELS:
         raise env.fail("LOG_LEVEL", level, ", ".join(_LOG_LEVELS))
     return level
+
+
+def _log_format(env: _Env) -> str:
+    fmt = env.text("LOG_FORMAT", "plain").lower()
+    if fmt not in _LOG_FORMATS:
+        raise env.fail("LOG_FORMAT", fmt, " or ".join(_LOG_FORMATS))
+    return fmt

@@ -17,6 +17,7 @@ from sanic import HTTPResponse, Request, Sanic
 from hyperlinkr.clicks import encode_click
 from hyperlinkr.codes import could_be_code
 from hyperlinkr.dragonfly import TierUnavailable
+from hyperlinkr.health import readiness
 from hyperlinkr.linkstore import Idempotency
 from hyperlinkr.node import CLICK_RECORD_BYTES
 from hyperlinkr.problems import Problem
@@ -152,13 +153,7 @@ async def healthz(request: Request) -> HTTPResponse:
 
 async def readyz(request: Request) -> HTTPResponse:
     ctx = request.app.ctx
-    checks: dict[str, str] = {}
-    try:
-        ctx.store.count()
-        checks["lmdb"] = "ok"
-    except OSError as exc:
-        checks["lmdb"] = f"failed: {exc}"
-    ready = all(value == "ok" for value in checks.values())
+    ready, checks = await readiness(ctx.settings, ctx.store.count, ctx.tier)
     return json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
         200 if ready else 503,

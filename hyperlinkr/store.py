@@ -54,6 +54,7 @@ from hyperlinkr.linkstore import (
     Patch,
     encode_mutation,
 )
+from hyperlinkr.metrics import record_lookup
 from hyperlinkr.node import Node
 from hyperlinkr.stats import StoredStats, load_stats
 from shm.table import MAX_VALUE_BYTES
@@ -103,10 +104,16 @@ class LinkStore:
         key = code.encode()
         cached = self._table.get(key)
         if cached is not None:
-            return decode_l1(cached) if cached else None
+            if cached:
+                record_lookup("l1", "hit")
+                return decode_l1(cached)
+            record_lookup("l1", "negative")
+            return None
+        record_lookup("l1", "miss")
         link = await self._from_tier(code) if self._tier is not None else None
         if link is None:
             link = self._reader.get(code)
+            record_lookup("lmdb", "miss" if link is None else "hit")
         if link is None:
             if self._negative_ttl_s > 0:
                 self._table.put_negative(key, self._negative_ttl_s)
@@ -123,18 +130,24 @@ class LinkStore:
 
     async def _from_tier(self, code: str) -> Link | None:
         if not self.breaker.available:
+            record_lookup("dragonfly", "skipped")
             return None
         try:
             data = await self._tier.get(link_key(code))
         except TIER_ERRORS:
             self.breaker.failed()
+            record_lookup("dragonfly", "error")
             return None
         if data is None:
+            record_lookup("dragonfly", "miss")
             return None
         try:
-            return decode_record(data)
+            link = decode_record(data)
         except RecordError:
+            record_lookup("dragonfly", "error")
             return None
+        record_lookup("dragonfly", "hit")
+        return link
 
     async def shared_stats(self, code: str) -> list[StoredStats]:
         """Every node's stats of `code` from Dragonfly; TierUnavailable if away."""

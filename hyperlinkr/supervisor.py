@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from hyperlinkr import metrics
+
 __all__ = ["ChildSpec", "ExitCode", "Supervisor", "die_with_parent"]
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,12 @@ class ExitCode(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """One child: a name for logs and the command that runs it."""
+    """One child: a name for logs, the command that runs it, its role."""
 
     name: str
     argv: Sequence[str]
     pass_fds: Sequence[int] = ()
+    role: str = ""  # labels its restarts; the supervisor's role if empty
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class Supervisor:
             if child.process is None:
                 if now_s >= child.restart_at_s and self._stop_signal is None:
                     child.restarts += 1
+                    metrics.record_restart(child.spec.role or self.role)
                     self._start(child)
                 continue
             returncode = child.process.poll()

@@ -34,16 +34,17 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import lmdb
 
 from hyperlinkr.clicks import ClickRecordError, decode_click
+from hyperlinkr.metrics import record_flush
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
-from workers.aggregates import ClickAggregator, merge_into
+from workers.aggregates import ClickAggregator, LinkDelta, merge_into
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -123,6 +124,7 @@ class AnalyticsStatistics:
     last_flush_duration_ms: float
     bad_records: int
     pending_records: int
+    oldest_pending_ms: int | None  # click time of the oldest uncommitted click
 
 
 class AnalyticsActor:
@@ -154,6 +156,7 @@ class AnalyticsActor:
         self._cursor = 0  # ring position taken into the aggregator
         self._taken = 0  # records between the ring head and `_cursor`
         self._pending_since_s: float | None = None
+        self._oldest_pending_ms: int | None = None  # a click's own time
         self._bad_since_flush = 0
         self._first_bad_error: str | None = None
 
@@ -249,6 +252,8 @@ class AnalyticsActor:
                 self._first_bad_error = str(exc)
             return
         self._aggregator.add(click)
+        if self._oldest_pending_ms is None or click.ts_ms < self._oldest_pending_ms:
+            self._oldest_pending_ms = click.ts_ms
 
     def _flush_due(self) -> bool:
         if self._cursor == self._committed:
@@ -269,9 +274,11 @@ class AnalyticsActor:
             merged = merge_into(txn, self._stats_db, deltas, self._recent_limit)
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
         visitors = {code: delta.visitors for code, delta in deltas.items()}
+        human, bot = _kinds(deltas.values())
         self._aggregator.clear()
         self._taken = 0
         self._pending_since_s = None
+        self._oldest_pending_ms = None
         # Until advance() returns, the ring head is behind counted records:
         # should it raise, the next run_once() recovers from the checkpoint.
         self._recovered = False
@@ -284,7 +291,9 @@ class AnalyticsActor:
         self._report_bad_records()
         self._flushes += 1
         self._last_flush_ms = int(time.time() * 1000)
-        self._last_flush_duration_ms = (time.perf_counter() - started_s) * 1000
+        duration_s = time.perf_counter() - started_s
+        self._last_flush_duration_ms = duration_s * 1000
+        record_flush(duration_s, human, bot)
 
     def _report_bad_records(self) -> None:
         if not self._bad_since_flush:
@@ -317,4 +326,14 @@ class AnalyticsActor:
             last_flush_duration_ms=self._last_flush_duration_ms,
             bad_records=self._bad_records,
             pending_records=self._taken,
+            oldest_pending_ms=self._oldest_pending_ms,
         )
+
+
+def _kinds(deltas: Iterable[LinkDelta]) -> tuple[int, int]:
+    """(human, bot) clicks in `deltas`."""
+    human = bot = 0
+    for delta in deltas:
+        human += delta.human
+        bot += delta.bot
+    return human, bot

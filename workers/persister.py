@@ -42,6 +42,7 @@ from hyperlinkr.linkstore import (
     Update,
     decode_mutation,
 )
+from hyperlinkr.metrics import record_commit
 
 __all__ = ["Persister", "PersisterStatistics"]
 
@@ -95,12 +96,14 @@ class Persister:
         mutations = self._decode(records)
         started_s = time.perf_counter()
         self._writer.apply(mutations, record=self._record)
-        self._last_commit_ms = (time.perf_counter() - started_s) * 1000
+        commit_s = time.perf_counter() - started_s
+        self._last_commit_ms = commit_s * 1000
         self._forget_changed(mutations)
         self._writes.advance(end)
         self._commits += 1
         self._mutations += len(mutations)
         self._last_batch_size = len(mutations)
+        record_commit(commit_s, len(mutations))
         return len(mutations)
 
     def _decode(self, records: list[bytes]) -> list[Mutation]:

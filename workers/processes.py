@@ -3,7 +3,8 @@
 Each opens its own LMDB environment and attaches the node's segments
 after it starts, runs until SIGINT or SIGTERM, finishes its batch (the
 persister drains the write ring, the analytics actor flushes what it
-counted) and returns an exit code for its supervisor.
+counted) and returns an exit code for its supervisor. Each beats its
+heartbeat (`hyperlinkr.health`) whenever its loop polls for a stop.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import FrameType
 
 from hyperlinkr.config import Settings
 from hyperlinkr.dragonfly import sync_client
+from hyperlinkr.health import Heartbeat, Progress, beating
 from hyperlinkr.node import open_click_ring, open_table, open_write_ring
 from hyperlinkr.storage import open_environment
 from workers.analytics import AnalyticsActor
@@ -43,6 +45,7 @@ class StopFlag:
 
 def run_persister(settings: Settings) -> int:
     stop = StopFlag()
+    heartbeat = Heartbeat.for_role(settings, "persister")
     env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
     writes, table = open_write_ring(settings), open_table(settings)
     replicated = settings.redis_url is not None
@@ -52,7 +55,7 @@ def run_persister(settings: Settings) -> int:
             client = sync_client(settings.redis_url, settings.redis_cluster)
             replicator = Replicator(client, settings.node_name, env, table)
             thread = replicator.start(stop)
-        Persister(writes, table, env, record=replicated).run(stop)
+        Persister(writes, table, env, record=replicated).run(beating(stop, heartbeat))
         if replicator is not None:
             thread.join(5)
     finally:
@@ -78,8 +81,14 @@ def run_analytics(settings: Settings) -> int:
             recent_limit=settings.recent_clicks,
             mirror=mirror,
         )
-        actor.run(stop)
+        heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
+        actor.run(beating(stop, heartbeat))
     finally:
         clicks.close()
         env.close()
     return 0
+
+
+def _progress(actor: AnalyticsActor) -> Progress:
+    stats = actor.statistics()
+    return Progress(stats.last_flush_ms, stats.oldest_pending_ms)

@@ -53,9 +53,7 @@ def drain(ring: Ring, expected: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(
     "hook", [_native.HOOK_PUSH_RESERVED, _native.HOOK_PUSH_MID_COPY]
 )
-def test_producer_killed_mid_push_is_skipped(
-    segment_name: Names, hook: int
-) -> None:
+def test_producer_killed_mid_push_is_skipped(segment_name: Names, hook: int) -> None:
     name = segment_name()
     ring = Ring.create_or_attach(name, 4096, 16, stall_timeout_ms=200)
     victim = spawn.Process(
@@ -64,9 +62,7 @@ def test_producer_killed_mid_push_is_skipped(
     victim.start()
     wait_until_stopped(victim)
     kill_9(victim)
-    survivor = spawn.Process(
-        target=workers.ring_producer, args=(name, 1, 2000)
-    )
+    survivor = spawn.Process(target=workers.ring_producer, args=(name, 1, 2000))
     survivor.start()
     records = drain(ring, 3000)
     survivor.join(DEADLINE_S)

@@ -81,8 +81,6 @@ def test_advance_beyond_tail_is_refused(segment_name: Names) -> None:
 
 
 @pytest.mark.parametrize(("capacity", "record"), [(3, 8), (0, 8), (8, 0)])
-def test_bad_sizes_are_refused(
-    segment_name: Names, capacity: int, record: int
-) -> None:
+def test_bad_sizes_are_refused(segment_name: Names, capacity: int, record: int) -> None:
     with pytest.raises(ValueError):
         Ring.create_or_attach(segment_name(), capacity, record)

@@ -22,9 +22,7 @@ def test_readers_only_ever_see_values_put_for_their_key(
     table = Table.create_or_attach(name, capacity)
     results = spawn.Queue()
     procs = [
-        spawn.Process(
-            target=workers.table_writer, args=(name, capacity, keys, seconds)
-        )
+        spawn.Process(target=workers.table_writer, args=(name, capacity, keys, seconds))
         for _ in range(2)
     ] + [
         spawn.Process(

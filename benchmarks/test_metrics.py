@@ -1,0 +1,100 @@
+"""Micro benchmarks of what a web worker records per request.
+
+Groups (one pytest-benchmark table each):
+
+    metrics-request   record_request of a redirect, as the response
+                      middleware calls it; beside the same call before
+                      configure() (the call alone, nothing recorded)
+    metrics-lookup    record_lookup of an L1 hit, as LinkStore.lookup calls
+                      it; beside one increment of a prometheus_client
+                      counter child, the floor under every recording
+    metrics-redirect  all one L1-hit redirect records: a lookup and a request
+
+The bar (a few microseconds per recorded request, on the median) is read
+off these tables, not asserted: timing depends on the machine. Each
+recording is a prometheus_client multiprocess increment (a lock, a
+getpid() system call and a 16-byte write into a memory-mapped file), so
+the figures move with the cost of a system call on the host. The
+assertions only check that each benchmark recorded what it claims, and
+hold with --benchmark-disable too, where every function runs once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import Counter, values
+from prometheus_client.multiprocess import MultiProcessCollector
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from hyperlinkr import metrics
+from hyperlinkr.config import Settings
+
+ROUTE = "hyperlinkr.redirect"
+REDIRECT_S = 0.00018  # a typical L1-hit redirect
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave this process's metrics as they were, whatever the benchmark did."""
+    monkeypatch.setattr(metrics, "_recorder", None)
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "unset-by-the-benchmark")
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
+
+
+@pytest.fixture
+def directory(isolated: None, tmp_path: Path) -> Iterator[Path]:
+    """Metrics configured into a directory of the benchmark's own."""
+    settings = Settings.from_env({"HYPERLINKR_DATA_DIR": str(tmp_path)})
+    yield metrics.configure(settings)
+
+
+def recorded(directory: Path, name: str) -> float:
+    collector = MultiProcessCollector(None, path=str(directory))
+    return sum(
+        sample.value
+        for family in collector.collect()
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+@pytest.mark.benchmark(group="metrics-request")
+def test_record_request(benchmark: BenchmarkFixture, directory: Path) -> None:
+    benchmark(metrics.record_request, ROUTE, 302, REDIRECT_S)
+    assert recorded(directory, "hyperlinkr_requests_total") >= 1
+
+
+@pytest.mark.benchmark(group="metrics-request")
+@pytest.mark.usefixtures("isolated")
+def test_baseline_record_request_unconfigured(benchmark: BenchmarkFixture) -> None:
+    benchmark(metrics.record_request, ROUTE, 302, REDIRECT_S)
+
+
+@pytest.mark.benchmark(group="metrics-lookup")
+def test_record_lookup(benchmark: BenchmarkFixture, directory: Path) -> None:
+    benchmark(metrics.record_lookup, "l1", "hit")
+    assert recorded(directory, "hyperlinkr_store_lookups_total") >= 1
+
+
+@pytest.mark.benchmark(group="metrics-lookup")
+def test_baseline_counter_child_inc(
+    benchmark: BenchmarkFixture, directory: Path
+) -> None:
+    child = Counter("bench", "one child", ("x",), registry=None).labels("y")
+    benchmark(child.inc)
+    assert (directory / f"counter_{os.getpid()}.db").exists()
+
+
+@pytest.mark.benchmark(group="metrics-redirect")
+def test_record_one_redirect(benchmark: BenchmarkFixture, directory: Path) -> None:
+    def redirect() -> None:
+        metrics.record_lookup("l1", "hit")
+        metrics.record_request(ROUTE, 302, REDIRECT_S)
+
+    benchmark(redirect)
+    assert recorded(directory, "hyperlinkr_requests_total") >= 1
