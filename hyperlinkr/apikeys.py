@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 
 from hyperlinkr.errors import ConfigError
+from hyperlinkr.filewatch import FileWatch
 
 __all__ = ["SCOPES", "ApiKey", "KeyRing", "create_key", "list_keys", "revoke_key"]
 
@@ -135,25 +136,22 @@ class KeyRing:
     """The keys a web worker accepts, reloaded when the file changes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self._watch = FileWatch(path)
         self._keys: dict[str, ApiKey] = {}
-        self._mtime_ns: int | None = None
         self._checked_s = 0.0
         self._reload()
 
     def _reload(self) -> None:
-        try:
-            mtime_ns: int | None = self._path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime_ns = None
-        if mtime_ns == self._mtime_ns:
+        if not self._watch.changed():
             return
         try:
-            self._keys = {key.key_id: key for key in _read(self._path)}
+            keys = {key.key_id: key for key in _read(self._watch.path)}
         except ConfigError as exc:
             logger.error("%s; keeping the %d keys loaded before", exc, len(self._keys))
-        self._mtime_ns = mtime_ns
-        logger.info("loaded %d API keys from %s", len(self._keys), self._path)
+            return
+        if keys != self._keys:
+            self._keys = keys
+            logger.info("loaded %d API keys from %s", len(keys), self._watch.path)
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The key `presented` is, or None if it is not a valid key."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from hyperlinkr.config import Settings
 from hyperlinkr.errors import ConfigError
+from hyperlinkr.filewatch import FileWatch
 from hyperlinkr.urlpolicy import UrlPolicy, load_blocklist
 
 __all__ = ["LivePolicy"]
@@ -29,35 +29,28 @@ class LivePolicy:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._path: Path | None = settings.blocklist_file
-        self._mtime_ns: int | None = None
+        path = settings.blocklist_file
+        self._watch = FileWatch(path) if path is not None else None
         self._checked_s = 0.0
         self._policy = UrlPolicy.from_settings(settings)
         self._reload()
 
     def current(self) -> UrlPolicy:
         now_s = time.monotonic()
-        if self._path is not None and now_s - self._checked_s >= _CHECK_EVERY_S:
+        if self._watch is not None and now_s - self._checked_s >= _CHECK_EVERY_S:
             self._checked_s = now_s
             self._reload()
         return self._policy
 
     def _reload(self) -> None:
-        if self._path is None:
+        if self._watch is None or not self._watch.changed():
             return
+        path = self._watch.path
         try:
-            mtime_ns: int | None = self._path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime_ns = None
-        if mtime_ns == self._mtime_ns:
-            return
-        self._mtime_ns = mtime_ns
-        try:
-            blocked = (
-                load_blocklist(self._path) if mtime_ns is not None else frozenset()
-            )
+            blocked = load_blocklist(path) if self._watch.exists else frozenset()
         except ConfigError as exc:
             logger.error("%s; keeping the blocklist loaded before", exc)
             return
-        self._policy = UrlPolicy.from_settings(self._settings, blocked)
-        logger.info("blocklist %s: %d hosts", self._path, len(blocked))
+        if blocked != self._policy.blocked_hosts:
+            self._policy = UrlPolicy.from_settings(self._settings, blocked)
+            logger.info("blocklist %s: %d hosts", path, len(blocked))
