@@ -3,7 +3,7 @@
 After each flush the analytics actor hands over the merged stats of every
 link it touched; this mirror writes them, in one pipelined round trip, as
 this node's field of the link's stats hash, and adds the flush's visitor
-hashes to the per-day HyperLogLogs. Commands per flush: one HSET per link
+hashes to the per-day HyperLogLogs. Commands per flush: one EXISTS (this node's marker), one HSET per link
 touched, one PFADD (and one EXPIRE) per link and day with visitors, all in
 a single round trip, so the cost per click falls as traffic grows.
 
@@ -54,9 +54,10 @@ class TierStatsMirror:
         if not self._breaker.available:
             return
         try:
-            if self._resync_needed or not self._client.exists(self._marker):
+            if self._resync_needed:
                 self._resync()
-            self._send(merged, visitors)
+            if not self._send(merged, visitors):
+                self._resync()  # the tier lost its data since the last flush
         except TIER_ERRORS as exc:
             self._breaker.failed()
             self._resync_needed = True
@@ -70,8 +71,10 @@ class TierStatsMirror:
         self,
         merged: dict[str, StoredStats],
         visitors: dict[str, dict[str, set[int]]],
-    ) -> None:
+    ) -> bool:
+        """One round trip; False if the tier had lost this node's stats."""
         pipe = self._client.pipeline(transaction=False)
+        pipe.exists(self._marker)
         for code, stats in merged.items():
             pipe.hset(stats_key(code), self._node, dump_stats(stats))
         for code, days in visitors.items():
@@ -80,8 +83,9 @@ class TierStatsMirror:
                     key = visitors_key(code, day)
                     pipe.pfadd(key, *(f"{h:016x}" for h in hashes))
                     pipe.expire(key, VISITORS_TTL_S)
-        pipe.execute()
+        answers = pipe.execute()
         self.published += len(merged)
+        return bool(answers[0])
 
     def _resync(self) -> None:
         """Send every link's stats this node holds; progress in the log."""
