@@ -3,9 +3,10 @@
 After each flush the analytics actor hands over the merged stats of every
 link it touched; this mirror writes them, in one pipelined round trip, as
 this node's field of the link's stats hash, and adds the flush's visitor
-hashes to the per-day HyperLogLogs. Commands per flush: one EXISTS (this node's marker), one HSET per link
-touched, one PFADD (and one EXPIRE) per link and day with visitors, all in
-a single round trip, so the cost per click falls as traffic grows.
+hashes to the per-day HyperLogLogs. Commands per flush: one EXISTS (of
+this node's marker), one HSET per link touched, one PFADD and one EXPIRE
+per link and day with visitors, all in a single round trip, so the cost
+per click falls as traffic grows.
 
 Writing the whole per-node value rather than increments makes a lost or
 repeated write harmless: the next flush of that link carries the full
