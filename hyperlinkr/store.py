@@ -17,13 +17,23 @@ has passed it, which means it was committed with fsync; then it reads
 LMDB to learn the outcome. Only a durable outcome is ever reported. A
 batch of writes waits once, for the last of them, so a bulk create costs
 one group commit rather than one per link.
+
+The waiting is one `_HeadWatch` per worker: writers park on a future for
+their position and a single task reads the head once a millisecond while
+anyone waits. A poll loop per request cost each waiting request a wakeup
+per tick, and under uvloop a sleep shorter than half a millisecond is no
+sleep at all (it rounds timers to whole milliseconds), so every waiting
+request spun the event loop and took the CPU the requests needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
+import itertools
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,12 +67,16 @@ from hyperlinkr.linkstore import (
 from hyperlinkr.metrics import record_lookup
 from hyperlinkr.node import Node
 from hyperlinkr.stats import StoredStats, load_stats
+from shm.ring import Ring
 from shm.table import MAX_VALUE_BYTES
 
 __all__ = ["CreateOutcome", "CreateResult", "LinkStore", "StoreUnavailable"]
 
-_POLL_S = 0.0005
+# How often a worker with writes in flight reads the write ring's head: a
+# whole millisecond, the finest timer uvloop keeps (it rounds to ms).
+_POLL_S = 0.001
 _PUSH_ATTEMPTS = 20
+_PUSH_RETRY_S = 0.005
 
 
 class StoreUnavailable(StoreError):
@@ -91,7 +105,7 @@ class LinkStore:
         self._writes = node.writes
         self._reader = LinkReader(node.env)
         self._negative_ttl_s = node.settings.negative_ttl_s
-        self._durable_timeout_s = durable_timeout_s
+        self._durable = _HeadWatch(node.writes, durable_timeout_s)
         self._tier = tier  # an asyncio Redis client, or None (embedded)
         self.breaker = Breaker()
 
@@ -268,21 +282,91 @@ class LinkStore:
         last = -1
         for mutation in mutations:
             last = await self._push(encode_mutation(mutation))
-        deadline = time.monotonic() + self._durable_timeout_s
-        while self._writes.head <= last:
-            if time.monotonic() > deadline:
-                raise StoreUnavailable(
-                    f"the persister did not commit within "
-                    f"{self._durable_timeout_s:.0f} s; is it running?"
-                )
-            await asyncio.sleep(_POLL_S)
+        await self._durable.wait(last)
 
     async def _push(self, record: bytes) -> int:
         for _ in range(_PUSH_ATTEMPTS):
             position: int = self._writes.push(record)
             if position >= 0:
                 return position
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_PUSH_RETRY_S)
         raise StoreUnavailable(
             "the write ring stayed full; the persister is behind or not running"
         )
+
+
+class _HeadWatch:
+    """Wakes each writer of a worker once the ring head passed its record.
+
+    Writers park a future under their record's position; one task, alive
+    only while someone waits, reads the head every `_POLL_S`, resolves
+    every parked future below it, and fails with StoreUnavailable those
+    that waited `timeout_s`. Every writer waits as long, so deadlines come
+    in the order writers park, and the oldest is always first. A future
+    whose request was cancelled is skipped. Should the task itself fail,
+    it fails every writer still parked, so none can wait forever. Parked
+    positions lie between the head and the ring's tail, so there are never
+    more of them than the ring holds records: a full ring refuses the push.
+    """
+
+    def __init__(self, writes: Ring, timeout_s: float) -> None:
+        self._writes = writes
+        self._timeout_s = timeout_s
+        self._by_position: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._by_deadline: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._order = itertools.count()  # ties never compare two futures
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait(self, position: int) -> None:
+        """Return once the record at `position` is durable."""
+        if self._writes.head > position:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._by_position, (position, next(self._order), future))
+        self._by_deadline.append((time.monotonic() + self._timeout_s, future))
+        if self._task is None:
+            self._task = loop.create_task(self._watch())
+        await future
+
+    async def _watch(self) -> None:
+        try:
+            while self._by_deadline:
+                self._release(self._writes.head)
+                self._expire(time.monotonic())
+                if self._by_deadline:
+                    await asyncio.sleep(_POLL_S)
+            self._by_position.clear()  # only futures nobody awaits are left
+        except BaseException as exc:
+            self._fail_all(exc)
+            raise
+        finally:
+            self._task = None
+
+    def _release(self, head: int) -> None:
+        parked = self._by_position
+        while parked and parked[0][0] < head:
+            future = heapq.heappop(parked)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def _expire(self, now_s: float) -> None:
+        waiting = self._by_deadline
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now_s):
+            future = waiting.popleft()[1]
+            if not future.done():
+                future.set_exception(
+                    StoreUnavailable(
+                        f"the persister did not commit within "
+                        f"{self._timeout_s:.0f} s; is it running?"
+                    )
+                )
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for _, future in self._by_deadline:
+            if not future.done():
+                future.set_exception(
+                    StoreUnavailable(f"waiting for the persister failed: {exc!r}")
+                )
+        self._by_deadline.clear()
+        self._by_position.clear()

@@ -5,7 +5,9 @@ The order matters:
 1. a fresh node (temporary data directory, unique node name, free port,
    L1 a quarter of the links) is started and seeded over HTTP;
 2. the node's scenarios run one after another: `redirect-hot` first, then
-   the click check on its codes, before anything else can touch them;
+   the click check on its codes, before anything else can touch them,
+   then `redirect-half` on the same codes at half the rate `redirect-hot`
+   reached (the latency bar is set at half the maximum throughput);
 3. the node's memory is read and the node is stopped, so its idle work
    does not steal CPU from the baselines;
 4. each baseline is started, given the same redirect scenarios, stopped.
@@ -37,12 +39,13 @@ from benchmarks.load.targets import LoadNode, Target, start_nginx, start_sanic
 from benchmarks.load.workload import (
     BASELINE_SCENARIOS,
     NODE_SCENARIOS,
+    PACED_SHARE,
     Workload,
     seed_urls,
 )
 from benchmarks.load.wrk import WrkFailed
 
-__all__ = ["run"]
+__all__ = ["run", "signals_ignored"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +71,12 @@ def run(options: Options) -> RunReport:
             _load_baselines(workdir, workload, options, report, cleanup)
         return report
     finally:
-        with _signals_ignored():
+        with signals_ignored():
             cleanup.close()
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Iterator[None]:
     """Let a second Ctrl-C not cut the cleanup short and leave processes."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set handlers; nothing to defer
@@ -114,14 +117,21 @@ def _load_node(
     # their scenario, or the click check would count the warm-up's clicks.
     zipf = workload.scenarios["redirect-zipf"]
     warm_up(node, zipf, options.connections, options.threads)
+    rate_per_s: float | None = None
     for name in NODE_SCENARIOS:
         scenario = workload.scenarios[name]
         measurement = measure(
-            node, scenario, options.duration_s, options.connections, options.threads
+            node,
+            scenario,
+            options.duration_s,
+            options.connections,
+            options.threads,
+            rate_per_s if scenario.paced_connections is not None else None,
         )
         report.measurements.append(measurement)
         if name == "redirect-hot":
             report.clicks = check_clicks(node, workload.hot, measurement)
+            rate_per_s = PACED_SHARE * measurement.wrk.requests_per_s
     report.node_memory = node.memory()
     node.close()
 

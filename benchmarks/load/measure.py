@@ -59,6 +59,9 @@ class Measurement:
     wall_s: float
     wrk_cpu_s: float
     others_cpu_s: float
+    connections: int = 0
+    # The rate a paced scenario was offered; None when it offered all it could.
+    offered_per_s: float | None = None
     l1_hits: int | None = None
     l1_misses: int | None = None
     click_drops: int | None = None
@@ -105,11 +108,22 @@ def measure(
     duration_s: int,
     connections: int,
     threads: int,
+    rate_per_s: float | None = None,
 ) -> Measurement:
+    """Run scenario against target; a paced one needs `rate_per_s`."""
+    if scenario.paced_connections is not None:
+        if rate_per_s is None or rate_per_s <= 0:
+            raise ValueError(
+                f"{scenario.name} is paced: expected a positive rate_per_s, "
+                f"got {rate_per_s!r}"
+            )
+        connections = scenario.paced_connections
     if scenario.warmup_s:
         run_wrk(scenario.script, target.port, scenario.warmup_s, connections, threads)
     before, cpu = target.counters(), _CpuClock(target)
-    result = run_wrk(scenario.script, target.port, duration_s, connections, threads)
+    result = run_wrk(
+        scenario.script, target.port, duration_s, connections, threads, rate_per_s
+    )
     spent = cpu.read()
     after = target.counters()
     measurement = Measurement(
@@ -121,6 +135,8 @@ def measure(
         spent.wall_s,
         spent.wrk_s,
         spent.others_s,
+        connections,
+        rate_per_s if scenario.paced_connections is not None else None,
         **_counter_deltas(before, after),
     )
     logger.info(

@@ -51,12 +51,16 @@ class ProcessMemory:
     VmRSS counts every shared page the process touched; PSS divides each
     shared page between the processes mapping it. So PSS adds up across
     processes, and a sum of RSS counts the shared segments once per process.
+    The shmem parts are what of each comes from shared memory (the node's
+    segments): a segment page no process has mapped is in neither.
     """
 
     pid: int
     label: str
     rss_mb: float
     pss_mb: float
+    rss_shmem_mb: float = 0.0
+    pss_shmem_mb: float = 0.0
 
 
 def free_port() -> int:
@@ -156,6 +160,8 @@ def memory_of(roots: Iterable[int]) -> list[ProcessMemory]:
             _label(pid),
             _kib_field_mb(f"/proc/{pid}/status", "VmRSS:"),
             _kib_field_mb(f"/proc/{pid}/smaps_rollup", "Pss:"),
+            _kib_field_mb(f"/proc/{pid}/status", "RssShmem:"),
+            _kib_field_mb(f"/proc/{pid}/smaps_rollup", "Pss_Shmem:"),
         )
         for pid in descendants(roots)
     ]

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
+from benchmarks.load.bars import judge
 from benchmarks.load.measure import ClickCheck, Measurement
 from benchmarks.load.options import Options
 from benchmarks.load.processes import ProcessMemory
@@ -159,14 +160,35 @@ class RunReport:
             "",
             *_table([_row(m) for m in _in_order(self.measurements)]),
             *_LEGEND,
+            *self._paced_lines(),
             *self._ratio_lines(),
             *self._click_lines(),
             *self._memory_lines(),
             *self._scenario_lines(),
+            *self._bar_lines(),
         ]
         if self.notes:
             lines += ["", "notes:", *(f"  {note}" for note in self.notes)]
         return "\n".join(lines)
+
+    def _paced_lines(self) -> list[str]:
+        lines = []
+        for m in self.measurements:
+            if m.offered_per_s is None:
+                continue
+            lines.append(
+                f"{m.target} {m.scenario}: offered {m.offered_per_s:,.0f} req/s "
+                f"on {m.connections} connections, achieved "
+                f"{m.wrk.requests_per_s:,.0f} "
+                f"({m.wrk.requests_per_s / m.offered_per_s:.0%})"
+            )
+        return ["", *lines] if lines else []
+
+    def _bar_lines(self) -> list[str]:
+        verdicts = judge(self.measurements)
+        if not verdicts:
+            return []
+        return ["", "bars:", *(f"  {v.line()}" for v in verdicts)]
 
     def _ratio_lines(self) -> list[str]:
         found = ratios(self.measurements)
@@ -240,6 +262,7 @@ class RunReport:
             "scenarios": {n: s.description for n, s in self.scenarios.items()},
             "measurements": [m.as_dict() for m in self.measurements],
             "ratios": [asdict(r) for r in ratios(self.measurements)],
+            "bars": [{**asdict(v), "met": v.met} for v in judge(self.measurements)],
             "clicks": None if self.clicks is None else self.clicks.as_dict(),
             "node_memory": [asdict(p) for p in self.node_memory],
             "node_rss_total_mb": sum(p.rss_mb for p in self.node_memory),

@@ -5,7 +5,8 @@ The seeded codes are split in two sets that never overlap:
 - hot: the last `Options.hot_codes` codes seeded (so they are in L1 when
   the run starts), cycled through by `redirect-hot`. No other scenario
   touches them before the click check, so the sum of their /stats totals
-  can be compared with the redirects wrk saw answered.
+  can be compared with the redirects wrk saw answered. After the check,
+  `redirect-half` cycles through them again at a set rate.
 - ranked: every other code, shuffled with a fixed seed so a code's Zipf
   rank has nothing to do with when it was seeded (the L1 holds the last
   quarter seeded), then used in rank order by `redirect-zipf`, `stats`
@@ -26,6 +27,7 @@ from benchmarks.load.scripts import write_codes, write_script
 __all__ = [
     "BASELINE_SCENARIOS",
     "NODE_SCENARIOS",
+    "PACED_SHARE",
     "Scenario",
     "Workload",
     "seed_urls",
@@ -38,8 +40,20 @@ MIXED_SHORTEN_PERCENT = 5
 # The Zipf scenarios are measured after this long a warm-up run, so the L1
 # hit ratio is the steady state rather than the seeding order's leftovers.
 ZIPF_WARMUP_S = 1
+# redirect-half offers this share of the requests/s redirect-hot reached,
+# on few connections, so that the pacing (not the connection count) sets
+# the rate and each connection waits between requests.
+PACED_SHARE = 0.5
+PACED_CONNECTIONS = 16
 
-NODE_SCENARIOS = ("redirect-hot", "redirect-zipf", "stats", "shorten", "mixed")
+NODE_SCENARIOS = (
+    "redirect-hot",
+    "redirect-half",
+    "redirect-zipf",
+    "stats",
+    "shorten",
+    "mixed",
+)
 BASELINE_SCENARIOS = ("redirect-hot", "redirect-zipf")
 
 
@@ -49,6 +63,9 @@ class Scenario:
     script: Path
     description: str
     warmup_s: int = 0
+    # A paced scenario offers the rate the harness gives it, on this many
+    # connections; None for the others, which offer all they can.
+    paced_connections: int | None = None
 
 
 def seed_urls(count: int) -> list[str]:
@@ -97,7 +114,8 @@ def _write_scenarios(
     ) -> Scenario:
         script = write_script(directory, name, body, codes_file, **params)
         warmup_s = ZIPF_WARMUP_S if body == "zipf" else 0
-        return Scenario(name, script, description, warmup_s)
+        paced = PACED_CONNECTIONS if body.startswith("paced-") else None
+        return Scenario(name, script, description, warmup_s, paced)
 
     hot_params = {"path_prefix": "/", "kind": "redirect", **common}
     stats_params = {"path_prefix": "/stats/", "kind": "stats", **common}
@@ -112,6 +130,14 @@ def _write_scenarios(
             "cycle",
             hot_file,
             f"GET /{{code}}, cycling through {len(hot):,} hot codes",
+            hot_params,
+        ),
+        scenario(
+            "redirect-half",
+            "paced-cycle",
+            hot_file,
+            f"redirect-hot's codes, paced at {PACED_SHARE:.0%} of its "
+            f"requests/s on {PACED_CONNECTIONS} connections",
             hot_params,
         ),
         scenario(

@@ -75,14 +75,20 @@ def run_wrk(
     duration_s: int,
     connections: int,
     threads: int,
+    rate_per_s: float | None = None,
 ) -> WrkResult:
-    """Run wrk against 127.0.0.1:port for duration_s (whole seconds)."""
+    """Run wrk against 127.0.0.1:port for duration_s (whole seconds).
+
+    A paced script (see `benchmarks.load.scripts`) needs `rate_per_s`, the
+    rate to offer over all threads; the others ignore it.
+    """
     wrk = wrk_path()
     if wrk is None:
         raise WrkFailed(install_hint())
+    threads = min(threads, connections)
     argv = [
         wrk,
-        f"-t{min(threads, connections)}",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{duration_s}s",
         f"--timeout={_TIMEOUT}",
@@ -91,6 +97,8 @@ def run_wrk(
         str(script),
         f"http://127.0.0.1:{port}/",
     ]
+    if rate_per_s is not None:
+        argv += ["--", f"{rate_per_s:.6g}", str(threads)]
     done = subprocess.run(
         argv,
         capture_output=True,

@@ -1,0 +1,76 @@
+"""The issue's bars, judged from one run's measurements.
+
+A bar is a figure, a limit and a direction; a verdict says what the run
+measured against it. A bar the run has no measurement for (a baseline
+skipped, a scenario missing) is left out rather than judged. The memory
+bar (RSS with 2 million links cached) needs a node of its own and is
+judged by `benchmarks.load.rss`.
+
+These are read off one run on a shared, noisy machine: a bar missed by a
+small margin with a high `others` share says more about the machine than
+about the node. Re-run before deciding anything on one verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from benchmarks.load.measure import Measurement
+
+__all__ = ["Verdict", "judge"]
+
+REDIRECT_SPEEDUP = 2.0
+HALF_LOAD_P99_MS = 1.0
+SHORTEN_PER_S = 5000.0
+SHORTEN_P99_MS = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    bar: str
+    measured: float
+    limit: float
+    unit: str
+    at_least: bool  # True: measured must reach limit; False: stay under it
+
+    @property
+    def met(self) -> bool:
+        if self.at_least:
+            return self.measured >= self.limit
+        return self.measured <= self.limit
+
+    def line(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        state = "met" if self.met else "NOT met"
+        return (
+            f"{self.bar}: {self.measured:,.2f} {self.unit} "
+            f"(bar {sign} {self.limit:,.2f}) {state}"
+        )
+
+
+def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
+    """Every bar this run measured, in the issue's order."""
+    by_key = {(m.target, m.scenario): m for m in measurements}
+    found: list[Verdict] = []
+    node = by_key.get(("node", "redirect-hot"))
+    sanic = by_key.get(("sanic", "redirect-hot"))
+    if node is not None and sanic is not None and sanic.wrk.requests_per_s:
+        speedup = node.wrk.requests_per_s / sanic.wrk.requests_per_s
+        found.append(
+            Verdict("redirect-hot node / sanic", speedup, REDIRECT_SPEEDUP, "x", True)
+        )
+    half = by_key.get(("node", "redirect-half"))
+    if half is not None:
+        p99_ms = half.wrk.p99_ms
+        found.append(
+            Verdict("redirect-half p99", p99_ms, HALF_LOAD_P99_MS, "ms", False)
+        )
+    shorten = by_key.get(("node", "shorten"))
+    if shorten is not None:
+        rate = shorten.wrk.requests_per_s
+        found += [
+            Verdict("shorten req/s", rate, SHORTEN_PER_S, "/s", True),
+            Verdict("shorten p99", shorten.wrk.p99_ms, SHORTEN_P99_MS, "ms", False),
+        ]
+    return found
