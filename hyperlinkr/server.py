@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 
-from hyperlinkr.app import create_app
 from hyperlinkr.config import Settings
 
 __all__ = ["bind_listener", "serve_worker"]
@@ -29,6 +28,10 @@ def bind_listener(host: str, port: int) -> socket.socket:
 
 
 def serve_worker(settings: Settings, listen_fd: int) -> int:
+    # Imported here: the web supervisor imports this module for
+    # bind_listener and has no use for Sanic (about 25 MB resident).
+    from hyperlinkr.app import create_app
+
     sock = socket.socket(fileno=listen_fd)
     app = create_app(settings)
     app.run(
