@@ -148,6 +148,11 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     ),
     _doc("REDIS_CLUSTER", "false", "REDIS_URL names a Redis Cluster node"),
     _doc("ACCESS_LOG", "false", "log every HTTP request"),
+    _doc(
+        "FAST_PATH",
+        "true",
+        "answer plain L1-hit redirects in the HTTP protocol, before Sanic's pipeline",
+    ),
     _doc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     _doc("LOG_FORMAT", "plain", "plain lines, or json: one object per line"),
 )
@@ -283,6 +288,7 @@ class Settings:
     redis_url: str | None
     redis_cluster: bool
     access_log: bool
+    fast_path: bool
     log_level: str
     log_format: str
 
@@ -338,6 +344,7 @@ class Settings:
             redis_url=_redis_url(env),
             redis_cluster=env.flag("REDIS_CLUSTER", False),
             access_log=env.flag("ACCESS_LOG", False),
+            fast_path=env.flag("FAST_PATH", True),
             log_level=_log_level(env),
             log_format=_log_format(env),
         )

@@ -3,6 +3,9 @@
 The web supervisor binds the listening socket once and hands it to every
 worker; they all accept from the one queue, so a worker that dies loses
 only the connections it was serving, never the ones waiting in the queue.
+Unless HYPERLINKR_FAST_PATH is off, the server speaks HTTP/1.1 through
+`FastRedirectProtocol`, which answers plain L1-hit redirects itself and
+hands everything else to Sanic (`hyperlinkr.fastpath`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
     # Imported here: the web supervisor imports this module for
     # bind_listener and has no use for Sanic (about 25 MB resident).
     from hyperlinkr.app import create_app
+    from hyperlinkr.fastpath import FastRedirectProtocol
 
     sock = socket.socket(fileno=listen_fd)
     app = create_app(settings)
@@ -39,5 +43,6 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
         single_process=True,
         access_log=settings.access_log,
         motd=False,
+        protocol=FastRedirectProtocol if settings.fast_path else None,
     )
     return 0

@@ -223,3 +223,9 @@ def test_http3_without_tls_is_refused_with_the_fix() -> None:
 def test_a_certificate_without_its_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="set both"):
         Settings.from_env({"HYPERLINKR_TLS_CERT_FILE": "cert.pem"})
+
+
+def test_the_redirect_fast_path_is_on_unless_turned_off() -> None:
+    assert Settings.from_env({}).fast_path is True
+    off = Settings.from_env({"HYPERLINKR_FAST_PATH": "false"})
+    assert off.fast_path is False

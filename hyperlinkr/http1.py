@@ -1,0 +1,138 @@
+"""HTTP/1.1 bytes for the redirect fast path: read a plain request head,
+write a redirect exactly as Sanic would.
+
+`parse_plain(data, start)` accepts only complete request heads whose
+meaning is beyond doubt and answers `None` for everything else, which
+then goes to Sanic: being stricter than Sanic costs a fallback, being
+looser would answer a request Sanic would have refused. A plain head is
+
+    GET|HEAD /<code>[?<query>] HTTP/1.1 CRLF
+    (<token>:<value without CR or LF> CRLF)*
+    CRLF
+
+with a code of the shape `codes.could_be_code` accepts, a query of RFC
+3986 characters only, and no Content-Length, Transfer-Encoding, Expect or
+Upgrade header (no body to skip, nothing to negotiate). One regular
+expression matches the whole head and a second picks out the few headers
+that matter, so a plain head costs two passes in C. Header values are
+read the way `sanic.http.http1` reads them: UTF-8 with surrogateescape,
+leading whitespace stripped (`str.lstrip`), the first Referer, User-Agent
+and X-Forwarded-For, and the last Connection header deciding keep-alive
+(anything but exactly "keep-alive", in any case, means close).
+
+`redirect_bytes` renders what `routes.redirect` returns after the app's
+response middleware (Alt-Svc, when the h3 role is on), Sanic's
+`Http.http1_response_header` and `HTTPResponse.processed_headers` are
+done with it: status line, location, cache-control, [alt-svc,]
+content-length: 0, connection, content-type, in that order, values
+sanitised with Sanic's own table. tests/e2e/test_fastpath.py compares
+the two byte for byte, so a change to either side shows up there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from sanic.headers import _HTTP1_STATUSLINES
+from sanic.response.types import HEADER_TRANSLATION_TABLE
+
+from hyperlinkr.codes import CODE_MAX_LENGTH
+from hyperlinkr.routes import REDIRECT_CACHE_CONTROL
+
+__all__ = ["REDIRECT_STATUSES", "PlainRequest", "parse_plain", "redirect_bytes"]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+_QUERY = rb"\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*"
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# The whole head in one match: request line, header lines, the empty line.
+_PLAIN_HEAD = re.compile(
+    rb"(GET|HEAD) /([A-Za-z0-9_-]{1,%d})(%b)? HTTP/1\.1\r\n"
+    rb"((?:%b:[^\r\n]*\r\n)*)\r\n" % (CODE_MAX_LENGTH, _QUERY, _TOKEN)
+)
+# The headers a redirect reads or that make a request not plain; searched
+# from the CRLF ending the request line, so every name follows a CRLF.
+_NOTABLE = re.compile(
+    rb"\r\n(referer|user-agent|x-forwarded-for|connection"
+    rb"|content-length|transfer-encoding|expect|upgrade):([^\r\n]*)",
+    re.IGNORECASE,
+)
+_READ = frozenset({b"referer", b"user-agent", b"x-forwarded-for", b"connection"})
+
+_CACHE_CONTROL = REDIRECT_CACHE_CONTROL.translate(HEADER_TRANSLATION_TABLE).encode()
+_TAIL = b"\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
+
+
+class PlainRequest(NamedTuple):
+    """A plain GET or HEAD of one code, as far as a redirect cares."""
+
+    end: int  # offset just past the head's CRLFCRLF
+    code: bytes
+    has_query: bool
+    head_only: bool
+    keep_alive: bool
+    referer: str | None
+    user_agent: str | None
+    forwarded_for: str | None
+
+
+def parse_plain(data: bytes, start: int) -> PlainRequest | None:
+    """The request whose head starts at data[start], if complete and plain."""
+    head = _PLAIN_HEAD.match(data, start)
+    if head is None:
+        return None
+    found: dict[bytes, bytes] = {}
+    for name, value in _NOTABLE.findall(data, head.start(4) - 2, head.end(4)):
+        name = name.lower()
+        if name == b"connection" or name not in found:
+            found[name] = value  # the first of each, but the last Connection
+    if not found.keys() <= _READ:
+        return None
+    connection = _text(found.get(b"connection"))
+    return PlainRequest(
+        head.end(),
+        head[2],
+        head[3] is not None,
+        head[1] == b"HEAD",
+        connection is None or connection.lower() == "keep-alive",
+        _text(found.get(b"referer")),
+        _text(found.get(b"user-agent")),
+        _text(found.get(b"x-forwarded-for")),
+    )
+
+
+def _text(raw: bytes | None) -> str | None:
+    """A header value as Sanic reads it."""
+    if raw is None:
+        return None
+    return raw.decode("utf-8", "surrogateescape").lstrip()
+
+
+def redirect_bytes(
+    status: int, location: str, keep_alive: bool, alt_svc: str | None = None
+) -> bytes:
+    """The whole response routes.redirect gives, as Sanic puts it on the wire.
+
+    `alt_svc` is the value create_app's Alt-Svc middleware adds, if any.
+    """
+    parts = [
+        _HTTP1_STATUSLINES[status],
+        b"location: ",
+        _header_value(location),
+        b"\r\ncache-control: ",
+        _CACHE_CONTROL,
+    ]
+    if alt_svc is not None:
+        parts += (b"\r\nalt-svc: ", _header_value(alt_svc))
+    parts += (
+        b"\r\ncontent-length: 0\r\nconnection: ",
+        b"keep-alive" if keep_alive else b"close",
+        _TAIL,
+    )
+    return b"".join(parts)
+
+
+def _header_value(value: str) -> bytes:
+    """What HTTPResponse.processed_headers makes of a header value."""
+    return value.translate(HEADER_TRANSLATION_TABLE).encode(errors="surrogateescape")
