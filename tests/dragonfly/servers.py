@@ -81,6 +81,7 @@ class Server:
                     return self
             except redis.ConnectionError:
                 time.sleep(0.02)
+        self.kill()
         raise AssertionError(f"valkey-server on {self.port} did not start")
 
     def client(self) -> redis.Redis:
@@ -126,6 +127,13 @@ class Cluster:
         return f"redis://127.0.0.1:{self.servers[0].port}/0"
 
     def start(self) -> Cluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self) -> Cluster:
         for server in self.servers:
             server.start()
         subprocess.run(
