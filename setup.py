@@ -8,11 +8,13 @@ setup(
         Extension(
             "shm._native",
             sources=["shm/_native.c"],
+            depends=["shm/_hash.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         ),
         Extension(
             "shm._limiter",
             sources=["shm/_limiter.c"],
+            depends=["shm/_hash.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         ),
     ]

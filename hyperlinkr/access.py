@@ -146,12 +146,12 @@ class Access:
             raise _too_many("link creations", decision, headers)
         return headers
 
-    def spend_redirect(self, request: Request) -> None:
+    def spend_redirect(self, ip: str) -> None:
         per_s = self._settings.redirect_rate_per_s
         if per_s == 0:
             return
         decision = self._limiter.acquire(
-            b"r" + self._ip(request), per_s, self._settings.redirect_burst
+            b"r" + ip.encode(), per_s, self._settings.redirect_burst
         )
         if not decision.allowed:
             headers = rate_headers(self._settings.redirect_burst, decision)

@@ -84,7 +84,8 @@ async def redirect(request: Request, code: str) -> HTTPResponse:
     ctx = request.app.ctx
     if not could_be_code(code):
         raise not_found(code)
-    ctx.access.spend_redirect(request)
+    ip = ctx.access.client_ip(request)  # once: the limit and the visitor hash
+    ctx.access.spend_redirect(ip)
     entry = await ctx.store.lookup(code)
     if entry is None or not entry.enabled:
         raise not_found(code)
@@ -96,7 +97,7 @@ async def redirect(request: Request, code: str) -> HTTPResponse:
         agent = headers.get("user-agent")
         visitor = None
         if ctx.visitors is not None:
-            visitor = ctx.visitors(ctx.access.client_ip(request), agent, now_ms)
+            visitor = ctx.visitors(ip, agent, now_ms)
         record = encode_click(
             code, now_ms, headers.get("referer"), agent, CLICK_RECORD_BYTES, visitor
         )

@@ -163,7 +163,8 @@ def render(node: Node, count_links: Callable[[], int]) -> tuple[bytes, str]:
         # metrics.configure() never ran in this process (a bare create_app):
         # there are no multiprocess files, only the node's shared state.
         return generate_latest(registry), CONTENT_TYPE_LATEST
-    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    collect = MultiProcessCollector  # untyped in prometheus_client
+    collect(registry, path=str(directory))  # type: ignore[no-untyped-call]
     with locked(directory, exclusive=False):
         body = generate_latest(registry)
     return body, CONTENT_TYPE_LATEST

@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_hash.h"
+
 #define WAYS 4
 #define HEADER_BYTES 128
 #define TAG_SHIFT 44
@@ -56,35 +58,6 @@ typedef struct {
     uint64_t epoch_us;
     uint64_t seed;
 } LimiterCore;
-
-static uint64_t
-mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
-
-static uint64_t
-hash_key(uint64_t seed, const char *key, size_t len)
-{
-    uint64_t h = mix64(seed ^ len), word;
-    size_t i;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&word, key + i, 8);
-        h = mix64(h ^ word);
-    }
-    if (i < len) {
-        word = 0;
-        memcpy(&word, key + i, len - i);
-        h = mix64(h ^ word ^ UINT64_C(0x9e3779b97f4a7c15));
-    }
-    return h;
-}
 
 /* The way holding `tag`, else the way a new key should take. */
 static int

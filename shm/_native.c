@@ -114,6 +114,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_hash.h"
+
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
@@ -228,37 +230,6 @@ pid_alive(uint64_t pid)
              (close_paren[2] == 'Z' || close_paren[2] == 'X'));
 }
 
-/* A seeded 64-bit hash for keys of at most 32 bytes: the same in every
- * process (unlike Python's), unpredictable without the segment's seed. */
-static uint64_t
-mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= UINT64_C(0xff51afd7ed558ccd);
-    x ^= x >> 33;
-    x *= UINT64_C(0xc4ceb9fe1a85ec53);
-    x ^= x >> 33;
-    return x;
-}
-
-static uint64_t
-hash_key(uint64_t seed, const char *key, size_t len)
-{
-    uint64_t h = seed ^ (len * UINT64_C(0x9e3779b97f4a7c15));
-    uint64_t word;
-    size_t i;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&word, key + i, 8);
-        h = mix64(h ^ word);
-    }
-    if (i < len) {
-        word = 0;
-        memcpy(&word, key + i, len - i);
-        h = mix64(h ^ word ^ UINT64_C(0x5bd1e995));
-    }
-    return mix64(h);
-}
 
 /* Claim this process's stats block: its own, a free one, or one whose
  * owner died (its counts are kept, so sums never go backwards). Falls back
