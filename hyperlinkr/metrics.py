@@ -29,23 +29,44 @@ the next process to start folds them into the archive, so node-wide
 counters never go back (see `hyperlinkr.metricsdir` for why deleting
 them would be wrong).
 
-Cost
-----
-A recorded request is one counter increment and one histogram
-observation; a recorded lookup, one increment. Each increment takes
-prometheus_client's lock, calls getpid() and writes 16 bytes into the
-mapped file. Labelled children are resolved once per label set and kept,
-so the hot path never calls `labels()`. `benchmarks/test_metrics.py`
-measures it: on the development VM, a median of about 1.1 us per
-increment, 3.4 us per recorded request, 4.5 us per L1-hit redirect with
-its lookup.
+Cost, and the tally
+-------------------
+One prometheus_client multiprocess increment takes a lock, calls getpid()
+and writes 16 bytes into the mapped file: about 1.1 us on the
+development VM. A request recorded that way is two to three of them (its
+counter, its histogram's sum and bucket) and an L1-hit redirect with its
+lookup about 4.5 us, a fifth of what the redirect fast path spends on a
+request. So the two calls made per request, `record_request` and
+`record_lookup`, only add to a tally in this process's memory (a few
+additions, about 0.3 us), and `flush()` moves the tally into the files:
+one increment per series that moved, however many requests it holds.
+`hyperlinkr.monitoring` flushes every `FLUSH_INTERVAL_S` on the web
+worker's loop and when the worker stops, `hyperlinkr.scrape` before it
+renders, and an exiting process at exit. What that costs in accuracy: a
+scrape can miss up to `FLUSH_INTERVAL_S` of another worker's requests
+(they arrive in the next scrape, so no count is lost to rate()), and a
+worker killed with SIGKILL loses its last unflushed tally, at most
+`FLUSH_INTERVAL_S` of requests.
+Everything else (actor flushes, commits, restarts) is rare and recorded
+directly. `benchmarks/test_metrics.py` measures both ways.
+
+A histogram's tally is added to its multiprocess values directly (its
+sum, and each bucket by how many observations fell in it), because
+prometheus_client has no call to observe many values at once; the
+attributes used are checked at configure() and, if a release of the
+library lacks them, requests are recorded one by one as before, with a
+warning.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from prometheus_client import Counter, Histogram, values
 
@@ -58,6 +79,7 @@ __all__ = [
     "REQUEST_BUCKETS_S",
     "configure",
     "directory_of",
+    "flush",
     "record_commit",
     "record_flush",
     "record_lookup",
@@ -65,7 +87,11 @@ __all__ = [
     "record_restart",
 ]
 
+logger = logging.getLogger(__name__)
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# How stale a web worker's request and lookup counts may be in its files.
+FLUSH_INTERVAL_S: Final = 0.1
 
 # Redirects answer from L1 in well under a millisecond; shortens wait for
 # an fsync; anything past 5 s has already timed out at the client.
@@ -131,6 +157,15 @@ class _Recorder:
         self._restart_counter = restarts
         self.restarts = {role: restarts.labels(role) for role in restart_roles}
         self._request_series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._request_tallies: dict[tuple[str, int], list[float]] = {}
+        self._lookup_tallies: dict[tuple[str, str], int] = {}
+        probe = self.request_seconds.labels(_UNMATCHED_ROUTE)
+        self.batched = _observations_addable(probe)
+        if not self.batched:
+            logger.warning(
+                "this prometheus_client release keeps histograms differently; "
+                "requests are recorded one by one (slower)"
+            )
 
     def _actor_metrics(self) -> None:
         self.flush_seconds = Histogram(
@@ -161,37 +196,95 @@ class _Recorder:
         )
 
     def request(self, route_name: str, status: int, seconds: float) -> None:
-        series = self._request_series.get((route_name, status))
-        if series is None:
-            series = self._resolve_request(route_name, status)
-        count, latency = series
-        count.inc()
-        latency.observe(seconds)
+        tally = self._request_tallies.get((route_name, status))
+        if tally is None:
+            tally = self._request_tally(route_name, status)
+        # [count, sum of seconds, one count per bucket]: see flush().
+        tally[0] += 1
+        tally[1] += seconds
+        tally[_FIRST_BUCKET + bisect_left(REQUEST_BUCKETS_S, seconds)] += 1
+        if not self.batched:
+            self.flush()
 
-    def _resolve_request(
-        self, route_name: str, status: int
-    ) -> tuple[Counter, Histogram]:
+    def _request_tally(self, route_name: str, status: int) -> list[float]:
         # Sanic names routes "<app>.<handler>"; the handler is the label.
         route = route_name.rpartition(".")[2] or _UNMATCHED_ROUTE
         series = (
             self.requests.labels(route, str(status)),
             self.request_seconds.labels(route),
         )
+        tally = [0.0] * (_FIRST_BUCKET + len(REQUEST_BUCKETS_S) + 1)
         self._request_series[(route_name, status)] = series
-        return series
+        self._request_tallies[(route_name, status)] = tally
+        return tally
 
     def lookup(self, tier: str, outcome: str) -> None:
-        child = self.lookups.get((tier, outcome))
-        if child is None:  # a tier exported only once it is used (dragonfly)
-            child = self._lookup_counter.labels(tier, outcome)
-            self.lookups[(tier, outcome)] = child
-        child.inc()
+        key = (tier, outcome)
+        if key in self._lookup_tallies:
+            self._lookup_tallies[key] += 1
+        else:
+            if key not in self.lookups:  # a tier exported once it is used
+                self.lookups[key] = self._lookup_counter.labels(tier, outcome)
+            self._lookup_tallies[key] = 1
+        if not self.batched:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the tallied requests and lookups into the metric files."""
+        for key, tally in self._request_tallies.items():
+            if not tally[0]:
+                continue
+            count, histogram = self._request_series[key]
+            count.inc(tally[0])
+            if self.batched:
+                _add_observations(histogram, tally[1], tally[_FIRST_BUCKET:])
+            else:  # one observation: request() flushes after each
+                histogram.observe(tally[1])
+            tally[:] = _zeros(len(tally))
+        for series, lookups in self._lookup_tallies.items():
+            if lookups:
+                self.lookups[series].inc(lookups)
+                self._lookup_tallies[series] = 0
 
     def restart(self, role: str) -> None:
         child = self.restarts.get(role)
         if child is None:
             child = self.restarts[role] = self._restart_counter.labels(role)
         child.inc()
+
+
+_FIRST_BUCKET: Final = 2  # a request tally: count, sum, then the buckets
+
+
+def _zeros(length: int) -> list[float]:
+    return [0.0] * length
+
+
+def _observations_addable(histogram: Histogram) -> bool:
+    """Whether `_add_observations` knows how `histogram` keeps its values."""
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    return (
+        isinstance(buckets, list)
+        and len(buckets) == len(REQUEST_BUCKETS_S) + 1
+        and all(hasattr(value, "inc") for value in buckets)
+        and hasattr(total, "inc")
+    )
+
+
+def _add_observations(
+    histogram: Histogram, total_s: float, per_bucket: Sequence[float]
+) -> None:
+    """What observe() would have left after each of the tallied observations.
+
+    prometheus_client keeps one value per bucket (not cumulative: it sums
+    them when collecting) and one for the sum; observe(x) adds 1 to the
+    first bucket whose bound is >= x, and x to the sum.
+    """
+    histogram._sum.inc(total_s)
+    for value, count in zip(histogram._buckets, per_bucket, strict=True):
+        if count:
+            value.inc(count)
 
 
 # One per process, on purpose: set by configure(), None until then.
@@ -218,11 +311,23 @@ def configure(settings: Settings, restart_roles: Sequence[str] = ()) -> Path:
     os.environ[MULTIPROC_ENV] = str(directory)
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     _recorder = _Recorder(restart_roles)
+    atexit.unregister(flush)  # once, however often a test configures
+    atexit.register(flush)
     return directory
 
 
+def flush() -> None:
+    """Write this process's tallied requests and lookups to its metric files."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.flush()
+
+
 def record_request(route_name: str, status: int, seconds: float) -> None:
-    """One answered request: Sanic's route name ("" if none), status, time."""
+    """One answered request: Sanic's route name ("" if none), status, time.
+
+    Tallied in memory until the next `flush()`.
+    """
     recorder = _recorder
     if recorder is not None:
         recorder.request(route_name, status, seconds)
@@ -233,6 +338,7 @@ def record_lookup(tier: str, outcome: str) -> None:
 
     Outcomes: hit, miss, negative (L1 knows the code is missing); for
     Dragonfly also error, and skipped (its breaker said it is away).
+    Tallied in memory until the next `flush()`.
     """
     recorder = _recorder
     if recorder is not None:

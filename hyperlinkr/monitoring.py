@@ -8,6 +8,11 @@ that matched no route (labelled "unmatched"). The time runs from the
 first request middleware to the last response middleware: Sanic's parsing
 before and the socket write after are not in it.
 
+`metrics.record_request` and `record_lookup` only tally in memory; the
+app flushes the tally into the metric files every
+`metrics.FLUSH_INTERVAL_S` on its loop (a timer, no task) and when the
+server stops; `scrape.render` flushes before it reads the files.
+
 `GET /metrics` renders the node's whole view (`hyperlinkr.scrape`). It runs
 on the event loop: a scrape reads a few small files and shared counters,
 a few milliseconds every scrape interval.
@@ -15,6 +20,7 @@ a few milliseconds every scrape interval.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -51,8 +57,37 @@ async def metrics_endpoint(request: Request) -> HTTPResponse:
     return HTTPResponse(body, content_type=content_type)
 
 
+class _Flusher:
+    """Calls metrics.flush() every FLUSH_INTERVAL_S while the server runs."""
+
+    def __init__(self) -> None:
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def start(self, app: Sanic[Any, Any]) -> None:
+        self._arm()
+
+    async def stop(self, app: Sanic[Any, Any]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        metrics.flush()
+
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(metrics.FLUSH_INTERVAL_S, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            metrics.flush()
+        finally:
+            self._arm()
+
+
 def install(app: Sanic[Any, Any]) -> None:
     """Time every request of `app` and serve GET /metrics from it."""
     app.register_middleware(_start_timer, "request", priority=_PRIORITY)
     app.register_middleware(_record, "response", priority=_PRIORITY)
+    flusher = _Flusher()
+    app.after_server_start(flusher.start)
+    app.before_server_stop(flusher.stop)
     app.add_route(metrics_endpoint, "/metrics", methods=["GET"], name="metrics")

@@ -39,7 +39,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from hyperlinkr.errors import StoreError
 from hyperlinkr.health import ACTOR_ROLES, Beat, heartbeats_dir, read_beat
-from hyperlinkr.metrics import directory_of
+from hyperlinkr.metrics import directory_of, flush
 from hyperlinkr.metricsdir import locked
 from hyperlinkr.node import Node
 
@@ -155,7 +155,13 @@ def _analytics(beat: Beat) -> Iterator[Metric]:
 
 
 def render(node: Node, count_links: Callable[[], int]) -> tuple[bytes, str]:
-    """The node's metrics in Prometheus text format, and its content type."""
+    """The node's metrics in Prometheus text format, and its content type.
+
+    This process's tallied requests are flushed first, so its own counts are
+    never behind its scrape (other workers' may be, by up to
+    `metrics.FLUSH_INTERVAL_S`).
+    """
+    flush()
     registry = CollectorRegistry()
     registry.register(NodeCollector(node, count_links))
     directory = directory_of(node.settings).resolve()

@@ -62,13 +62,24 @@ class RateLimiter:
 
     def acquire(self, key: bytes, rate_per_s: float, burst: int) -> Decision:
         """Spend one request of `key`'s budget, if it has one left."""
-        interval_us = max(10, int(1_000_000 / rate_per_s))
-        allowed, a, b = self._core.acquire(
-            key[: _limiter.MAX_KEY_BYTES], time.time_ns() // 1000, interval_us, burst
-        )
+        allowed, a, b = self._spend(key, rate_per_s, burst)
         if allowed:
             return Decision(True, a, 0.0, b / 1e6)
         return Decision(False, 0, a / 1e6, b / 1e6)
+
+    def allows(self, key: bytes, rate_per_s: float, burst: int) -> bool:
+        """acquire() for a caller that needs only the verdict (no Decision)."""
+        return bool(self._spend(key, rate_per_s, burst)[0])
+
+    def _spend(
+        self, key: bytes, rate_per_s: float, burst: int
+    ) -> tuple[bool, int, int]:
+        return self._core.acquire(
+            key[: _limiter.MAX_KEY_BYTES],
+            time.time_ns() // 1000,
+            max(10, int(1_000_000 / rate_per_s)),
+            burst,
+        )
 
     def statistics(self) -> RateLimiterStatistics:
         allowed, limited, evicted = self._core.counters()

@@ -29,7 +29,7 @@ from tests.e2e.conftest import MakeNode
 from tests.e2e.fastpath_server import STATISTICS_PATH
 from tests.e2e.nodes import RunningNode, free_port
 from tests.e2e.rawhttp import Answer, batches, exchange, get, round_trips
-from tests.e2e.scraping import scrape, total
+from tests.e2e.scraping import scrape, total, wait_for
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -401,6 +401,14 @@ def test_metrics_count_fast_answers_as_the_middleware_would(pair: Pair) -> None:
 
     def grew(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)
+
+    def flushed() -> bool:
+        # The fast server writes its tally every metrics.FLUSH_INTERVAL_S.
+        nonlocal after
+        after = scrape(pair.node)
+        return grew(requests, route="redirect", status="302") >= 8
+
+    wait_for(flushed, "the fast server's tally to be flushed")
 
     assert grew(requests, route="redirect", status="302") == 8
     latency = "hyperlinkr_request_duration_seconds_count"

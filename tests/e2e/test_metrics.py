@@ -36,9 +36,14 @@ def dashboard_metric_names() -> set[str]:
 
 
 def settled(samples: Samples) -> bool:
-    """The three clicks are counted and the actor has beaten since."""
+    """The three clicks and five requests are counted, the actor has beaten since.
+
+    A worker writes its request counts every metrics.FLUSH_INTERVAL_S, so the
+    one that did not answer the scrape may be that far behind.
+    """
     return (
         total(samples, "hyperlinkr_clicks_total") >= 3
+        and total(samples, "hyperlinkr_requests_total") >= 5
         and total(samples, "hyperlinkr_analytics_last_flush_timestamp_seconds") > 0
         and total(samples, "hyperlinkr_analytics_lag_seconds") == 0
     )
@@ -123,6 +128,8 @@ def test_a_killed_workers_counts_stay_in_the_sums(make_node: MakeNode) -> None:
     wait_for(folded, "the restarted worker to fold in its predecessor's files")
     after = scrape(node)
     assert total(after, "hyperlinkr_process_restarts_total", role="web") == 1
-    # Every request counted before, plus the scrape that measured it.
-    assert total(after, "hyperlinkr_requests_total") >= before + 1
+    # Every request counted before (the scrape flushed them to the files);
+    # the scrape's own count was tallied after it and may die with SIGKILL.
+    assert before >= 5
+    assert total(after, "hyperlinkr_requests_total") >= before
     assert (metrics_dir / "counter_archive.db").exists()

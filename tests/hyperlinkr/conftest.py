@@ -55,9 +55,10 @@ def configured(unconfigured: None, settings: Settings) -> Path:
 
 @pytest.fixture
 def sums(configured: Path) -> Callable[[], Sums]:
-    """Reads the directory's node-wide sums, as a scrape would."""
+    """Reads the directory's node-wide sums, as a scrape would (flush first)."""
 
     def read() -> Sums:
+        metrics.flush()
         collector = MultiProcessCollector(None, path=str(configured))
         return {
             (sample.name, frozenset(sample.labels.items())): sample.value

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from hyperlinkr import metrics
 from hyperlinkr.config import Settings
@@ -61,6 +64,81 @@ def test_a_sub_millisecond_redirect_lands_in_a_sub_millisecond_bucket(
     assert now[(bucket, labels(route="redirect", le="0.00025"))] == 1
     total = "hyperlinkr_request_duration_seconds_sum"
     assert now[(total, labels(route="redirect"))] == pytest.approx(0.0002)
+
+
+def test_tallied_requests_reach_the_files_only_when_flushed(
+    configured: Path, sums: Callable[[], Sums]
+) -> None:
+    def on_file() -> float:
+        collector = MultiProcessCollector(None, path=str(configured))
+        return sum(
+            sample.value
+            for family in collector.collect()
+            for sample in family.samples
+            if sample.name == "hyperlinkr_requests_total"
+        )
+
+    metrics.record_request("hyperlinkr.redirect", 302, 0.0002)
+    metrics.record_lookup("l1", "hit")
+    assert on_file() == 0
+    metrics.flush()
+    assert on_file() == 1
+    metrics.flush()  # nothing new: nothing added twice
+    assert on_file() == 1
+
+
+def test_a_flushed_tally_is_what_observing_one_by_one_leaves(
+    sums: Callable[[], Sums],
+) -> None:
+    # Every bucket bound, values between bounds, and past the last bound.
+    bounds = metrics.REQUEST_BUCKETS_S
+    seconds = [*bounds, *(b * 0.7 for b in bounds), 7.5, 0.0, 1e-7]
+    for value in seconds:
+        metrics.record_request("hyperlinkr.batched", 302, value)
+        metrics.record_lookup("l1", "miss")
+    tallied = sums()
+    direct = Histogram(
+        "direct", "the same values observed one by one", buckets=bounds, registry=None
+    )
+    for value in seconds:
+        direct.observe(value)
+
+    cumulative = 0.0
+    for bound in [*bounds, float("inf")]:
+        cumulative += sum(1 for value in seconds if _bucket_of(value) == bound)
+        le = "+Inf" if bound == float("inf") else floatToGoString(bound)
+        got = tallied[
+            (
+                "hyperlinkr_request_duration_seconds_bucket",
+                labels(route="batched", le=le),
+            )
+        ]
+        assert got == cumulative
+        assert got == _sample(direct, "direct_bucket", le=le)
+    tallied_sum = tallied[
+        ("hyperlinkr_request_duration_seconds_sum", labels(route="batched"))
+    ]
+    assert tallied_sum == pytest.approx(sum(seconds))
+    assert tallied_sum == pytest.approx(_sample(direct, "direct_sum"))
+    miss = ("hyperlinkr_store_lookups_total", labels(tier="l1", outcome="miss"))
+    assert tallied[miss] == len(seconds)
+
+
+def _bucket_of(value: float) -> float:
+    return next(
+        (bound for bound in metrics.REQUEST_BUCKETS_S if value <= bound),
+        float("inf"),
+    )
+
+
+def _sample(histogram: Histogram, name: str, **wanted: str) -> float:
+    return next(
+        sample.value
+        for family in histogram.collect()
+        for sample in family.samples
+        if sample.name == name
+        and all(sample.labels.get(k) == v for k, v in wanted.items())
+    )
 
 
 def test_every_lookup_series_is_exported_from_the_start(
