@@ -145,12 +145,17 @@ class LinkReader:
 
     def get(self, code: str) -> Link | None:
         """The link stored under `code`, or None."""
+        data = self.record(code)
+        return None if data is None else decode_record(data)
+
+    def record(self, code: str) -> bytes | None:
+        """The stored bytes of `code`'s link (see `encode_record`), or None."""
         try:
             with self._env.begin(db=self._db, buffers=False) as txn:
-                data = txn.get(code.encode("utf-8"))
+                data: bytes | None = txn.get(code.encode("utf-8"))
         except lmdb.Error as exc:
             raise StoreError(f"reading link {code!r} from LMDB failed: {exc}") from exc
-        return None if data is None else decode_record(data)
+        return data
 
     def with_url(self, url: str, limit: int = 20) -> list[Link]:
         """Up to `limit` links whose target is exactly `url`."""

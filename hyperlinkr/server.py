@@ -10,6 +10,7 @@ hands everything else to Sanic (`hyperlinkr.fastpath`).
 
 from __future__ import annotations
 
+import gc
 import socket
 
 from hyperlinkr.config import Settings
@@ -38,6 +39,7 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
 
     sock = socket.socket(fileno=listen_fd)
     app = create_app(settings)
+    app.after_server_start(_freeze_startup_objects)
     app.run(
         sock=sock,
         single_process=True,
@@ -46,3 +48,17 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
         protocol=FastRedirectProtocol if settings.fast_path else None,
     )
     return 0
+
+
+async def _freeze_startup_objects(app: object) -> None:
+    """Keep what the worker built at start out of every garbage collection.
+
+    A web worker starts with about 60,000 objects (Sanic, the app, its
+    routes, the modules) that live as long as it does. Left in the
+    collector's generations, each young collection that promotes into the
+    oldest one, and each full collection, walks them again: a full
+    collection took 40-65 ms on the development VM, a pause every request
+    in flight waits out. After `gc.freeze()` the collector ignores them.
+    """
+    gc.collect()
+    gc.freeze()

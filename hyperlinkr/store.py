@@ -222,7 +222,9 @@ class LinkStore:
         self, items: Sequence[tuple[Link, Idempotency | None]]
     ) -> list[CreateResult]:
         """Create several links with one wait for durability."""
-        claimed = await self._claim([link for link, _ in items])
+        claimed = [True] * len(items)  # embedded: no shared tier to claim in
+        if self._tier is not None:
+            claimed = await self._claim([link for link, _ in items])
         wanted = [item for item, won in zip(items, claimed, strict=True) if won]
         await self._write_all([Create(link, once) for link, once in wanted])
         return [
@@ -253,8 +255,14 @@ class LinkStore:
         return [bool(answer) for answer in answers]
 
     def _outcome(self, link: Link, once: Idempotency | None) -> CreateResult:
-        stored = self._reader.get(link.code)
-        if stored is not None and stored.nonce == link.nonce:
+        data = self._reader.record(link.code)
+        # The persister stores encode_record(link) unchanged, so equal bytes
+        # prove at once that this request's create won the code; a decode
+        # and a nonce check prove it for any other record with our nonce.
+        stored = None
+        if data is not None and data != encode_record(link):
+            stored = decode_record(data)
+        if data is not None and (stored is None or stored.nonce == link.nonce):
             self._cache(link.code.encode(), encode_l1(link))
             return CreateResult(CreateOutcome.CREATED, link)
         if once is not None:
