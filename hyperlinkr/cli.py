@@ -14,6 +14,11 @@ Each role command is a supervisor (`hyperlinkr.supervisor`) that starts its
 work in child processes (`hyperlinkr _child ROLE`) and restarts them when
 they die. Settings come from `HYPERLINKR_*` variables (and the `.env`
 that honcho loads) and are validated before anything starts.
+
+Every process of a node starts here, so what this module imports, every
+one of them holds: a supervisor, which only starts and watches children,
+imports nothing else, and each child imports what its role needs when it
+starts (`_run_child`).
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import shm
-from hyperlinkr import metrics
-from hyperlinkr.apikeys import SCOPES, create_key, list_keys, revoke_key
+from hyperlinkr.apikeys import SCOPES
 from hyperlinkr.config import Settings, render_env_example
 from hyperlinkr.errors import ConfigError
 from hyperlinkr.logs import configure_logging
-from hyperlinkr.node import unlink_segments
-from hyperlinkr.supervisor import ChildSpec, ExitCode, Supervisor, die_with_parent
+from hyperlinkr.supervisor import (
+    ChildSpec,
+    ExitCode,
+    RestartMetrics,
+    Supervisor,
+    die_with_parent,
+)
 
 __all__ = ["main"]
 
@@ -81,11 +89,6 @@ def _supervise(settings: Settings, roles: Sequence[str]) -> int:
         )
         return ExitCode.CONFIG
     try:
-        metrics.configure(settings, roles)
-    except ConfigError as exc:
-        logger.error("%s", exc)
-        return ExitCode.CONFIG
-    try:
         specs = _specs(settings, roles)
     except OSError as exc:
         logger.error(
@@ -95,14 +98,21 @@ def _supervise(settings: Settings, roles: Sequence[str]) -> int:
             exc,
         )
         return ExitCode.CONFIG
-    return Supervisor("+".join(roles), specs).run()
+    restarts = RestartMetrics(settings, roles)
+    return Supervisor("+".join(roles), specs, restarts).run()
 
 
 def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
+    import shm
+    from hyperlinkr import metrics
+
     die_with_parent(os.getppid())
     try:
-        metrics.configure(settings)
+        # The role's restart counter, at zero: its supervisor counts only
+        # from its first restart on (`RestartMetrics`).
+        metrics.configure(settings, (role,))
         if role == "web":
+            _without_http3()
             from hyperlinkr.server import serve_worker
 
             return serve_worker(settings, int(args[0]))
@@ -118,6 +128,19 @@ def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
     except (ConfigError, shm.ShmError) as exc:
         logger.error("%s cannot start: %s", role, exc)
         return ExitCode.CONFIG
+
+
+def _without_http3() -> None:
+    """Keep aioquic out of an HTTP/1.1 web worker, which never uses it.
+
+    Sanic imports aioquic whenever it is installed, to offer HTTP/3, and
+    with it cryptography and pyOpenSSL: about 8 MB of every worker. Only the
+    h3 role serves HTTP/3. A None in sys.modules makes that import raise
+    ModuleNotFoundError, which Sanic takes for "HTTP/3 not installed".
+    """
+    if "aioquic" not in sys.modules:
+        # typeshed allows modules only; None is the documented import block.
+        sys.modules["aioquic"] = None  # type: ignore[assignment]
 
 
 def _serve_h3(settings: Settings) -> int:
@@ -151,6 +174,8 @@ def _make_cert(directory: Path) -> int:
 
 
 def _api_key(settings: Settings, args: argparse.Namespace) -> int:
+    from hyperlinkr.apikeys import create_key, list_keys, revoke_key
+
     path = settings.api_keys_file
     try:
         if args.key_command == "create":
@@ -214,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.CONFIG
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "shm-unlink":
+        from hyperlinkr.node import unlink_segments
+
         for name in unlink_segments(settings):
             logger.info("unlinked shared-memory segment %s", name)
         return ExitCode.OK

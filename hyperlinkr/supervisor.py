@@ -20,6 +20,10 @@ another layout), so the supervisor stops the role and exits CONFIG too,
 which makes honcho stop the node with the child's message on screen.
 Children ask the kernel for SIGTERM when their supervisor dies
 (`die_with_parent`), so a killed supervisor leaves no orphans serving.
+
+A supervisor only starts and watches processes, so it keeps its imports
+to that: about 11 MB of its own. Counting restarts needs prometheus_client
+(6 MB more), which `RestartMetrics` imports at the first restart.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from hyperlinkr import metrics
+from hyperlinkr.config import Settings
+from hyperlinkr.errors import ConfigError
 
-__all__ = ["ChildSpec", "ExitCode", "Supervisor", "die_with_parent"]
+__all__ = ["ChildSpec", "ExitCode", "RestartMetrics", "Supervisor", "die_with_parent"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +79,54 @@ class _Child:
     restarts: int = 0
 
 
-class Supervisor:
-    """Runs `specs` until told to stop; returns the process exit code."""
+class RestartMetrics:
+    """Counts restarts in the node's metrics, set up at the first restart.
 
-    def __init__(self, role: str, specs: Sequence[ChildSpec]) -> None:
+    Most supervisors never restart anything, and prometheus_client with
+    what it imports would be a third of their memory. So the metrics of
+    this process are configured (`hyperlinkr.metrics.configure`) when it
+    first restarts a child. The series exist before that all the same:
+    every child exports its own role's restart counter at zero, so the
+    node-wide sum reads 0 from the start and then the restarts counted.
+    """
+
+    def __init__(self, settings: Settings, roles: Sequence[str]) -> None:
+        self._settings = settings
+        self._roles = tuple(roles)
+        self._configured = False
+
+    def __call__(self, role: str) -> None:
+        from hyperlinkr import metrics  # here, not at import: see above
+
+        if not self._configured:
+            try:
+                metrics.configure(self._settings, self._roles)
+            except ConfigError as exc:
+                logger.warning("restart of a %s child not counted: %s", role, exc)
+                return
+            self._configured = True
+        metrics.record_restart(role)
+
+
+def _uncounted(role: str) -> None:
+    """The default: restarts are logged, not counted."""
+
+
+class Supervisor:
+    """Runs `specs` until told to stop; returns the process exit code.
+
+    `count_restart(role)` is called each time a child is started again.
+    """
+
+    def __init__(
+        self,
+        role: str,
+        specs: Sequence[ChildSpec],
+        count_restart: Callable[[str], None] = _uncounted,
+    ) -> None:
         self.role = role
         self._children = [_Child(spec) for spec in specs]
+        self._count_restart = count_restart
         self._stop_signal: int | None = None
 
     def run(self) -> int:
@@ -120,8 +167,8 @@ class Supervisor:
             if child.process is None:
                 if now_s >= child.restart_at_s and self._stop_signal is None:
                     child.restarts += 1
-                    metrics.record_restart(child.spec.role or self.role)
                     self._start(child)
+                    self._count_restart(child.spec.role or self.role)
                 continue
             returncode = child.process.poll()
             if returncode is None:

@@ -5,6 +5,10 @@ after it starts, runs until SIGINT or SIGTERM, finishes its batch (the
 persister drains the write ring, the analytics actor flushes what it
 counted) and returns an exit code for its supervisor. Each beats its
 heartbeat (`hyperlinkr.health`) whenever its loop polls for a stop.
+
+Each imports its own actor's modules when it starts, and the Dragonfly
+ones only when HYPERLINKR_REDIS_URL is set: the persister has no use for
+the user-agent parser, nor the analytics actor for the persister.
 """
 
 from __future__ import annotations
@@ -12,16 +16,15 @@ from __future__ import annotations
 import logging
 import signal
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from hyperlinkr.config import Settings
-from hyperlinkr.dragonfly import sync_client
 from hyperlinkr.health import Heartbeat, Progress, beating
 from hyperlinkr.node import open_click_ring, open_table, open_write_ring
 from hyperlinkr.storage import open_environment
-from workers.analytics import AnalyticsActor
-from workers.persister import Persister
-from workers.replication import Replicator
-from workers.statsmirror import TierStatsMirror
+
+if TYPE_CHECKING:
+    from workers.analytics import AnalyticsActor
 
 __all__ = ["StopFlag", "run_analytics", "run_persister"]
 
@@ -44,6 +47,8 @@ class StopFlag:
 
 
 def run_persister(settings: Settings) -> int:
+    from workers.persister import Persister
+
     stop = StopFlag()
     heartbeat = Heartbeat.for_role(settings, "persister")
     env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
@@ -52,6 +57,9 @@ def run_persister(settings: Settings) -> int:
     try:
         replicator = None
         if settings.redis_url is not None:
+            from hyperlinkr.dragonfly import sync_client
+            from workers.replication import Replicator
+
             client = sync_client(settings.redis_url, settings.redis_cluster)
             replicator = Replicator(client, settings.node_name, env, table)
             thread = replicator.start(stop)
@@ -66,12 +74,17 @@ def run_persister(settings: Settings) -> int:
 
 
 def run_analytics(settings: Settings) -> int:
+    from workers.analytics import AnalyticsActor
+
     stop = StopFlag()
     env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
     clicks = open_click_ring(settings)
     try:
         mirror = None
         if settings.redis_url is not None:
+            from hyperlinkr.dragonfly import sync_client
+            from workers.statsmirror import TierStatsMirror
+
             client = sync_client(settings.redis_url, settings.redis_cluster)
             mirror = TierStatsMirror(client, settings.node_name, env)
         actor = AnalyticsActor(

@@ -5,8 +5,8 @@ terminal reaches only the harness, which then stops everything in order),
 with its output in a log file. Everything about cost is read from /proc:
 CPU time is utime + stime of every live process in the tree under the PIDs
 we started (children found through /proc/<pid>/task/<pid>/children), and
-memory is VmRSS from /proc/<pid>/status. Only PIDs from those trees are
-ever signalled.
+memory is VmRSS from /proc/<pid>/status and the proportional sizes of
+/proc/<pid>/smaps_rollup. Only PIDs from those trees are ever signalled.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ class ProcessMemory:
     VmRSS counts every shared page the process touched; PSS divides each
     shared page between the processes mapping it. So PSS adds up across
     processes, and a sum of RSS counts the shared segments once per process.
-    The shmem parts are what of each comes from shared memory (the node's
-    segments): a segment page no process has mapped is in neither.
+    PSS is the sum of its anonymous part (heap, Python objects), its file
+    part (libraries, the LMDB map) and its shared-memory part (the node's
+    segments): a segment page no process has mapped is in none of them.
     """
 
     pid: int
@@ -61,6 +62,13 @@ class ProcessMemory:
     pss_mb: float
     rss_shmem_mb: float = 0.0
     pss_shmem_mb: float = 0.0
+    pss_anon_mb: float = 0.0
+    pss_file_mb: float = 0.0
+
+    @property
+    def private_mb(self) -> float:
+        """PSS without shared memory: what this process adds to the node."""
+        return self.pss_mb - self.pss_shmem_mb
 
 
 def free_port() -> int:
@@ -131,16 +139,19 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + steal) / _CLOCK_TICKS_PER_S
 
 
-def _kib_field_mb(path: str, field: str) -> float:
-    """A `Field:  123 kB` line of a /proc file, in MB; 0 when absent."""
+def _kib_fields_mb(path: str) -> dict[str, float]:
+    """Every `Field:  123 kB` line of a /proc file, in MB; {} when gone."""
+    found = {}
     try:
         with open(path) as file:
             for line in file:
-                if line.startswith(field):
-                    return int(line.split()[1]) / 1024
+                name, _, rest = line.partition(":")
+                words = rest.split()
+                if len(words) == 2 and words[1] == "kB":
+                    found[name] = int(words[0]) / 1024
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
-    return 0.0
+    return found
 
 
 def _label(pid: int) -> str:
@@ -152,19 +163,24 @@ def _label(pid: int) -> str:
     return " ".join([Path(words[0]).name, *words[1:6]]) if words else "?"
 
 
+def _memory(pid: int) -> ProcessMemory:
+    status = _kib_fields_mb(f"/proc/{pid}/status")
+    rollup = _kib_fields_mb(f"/proc/{pid}/smaps_rollup")
+    return ProcessMemory(
+        pid,
+        _label(pid),
+        status.get("VmRSS", 0.0),
+        rollup.get("Pss", 0.0),
+        status.get("RssShmem", 0.0),
+        rollup.get("Pss_Shmem", 0.0),
+        rollup.get("Pss_Anon", 0.0),
+        rollup.get("Pss_File", 0.0),
+    )
+
+
 def memory_of(roots: Iterable[int]) -> list[ProcessMemory]:
     """VmRSS and PSS of every live process in the trees under roots."""
-    return [
-        ProcessMemory(
-            pid,
-            _label(pid),
-            _kib_field_mb(f"/proc/{pid}/status", "VmRSS:"),
-            _kib_field_mb(f"/proc/{pid}/smaps_rollup", "Pss:"),
-            _kib_field_mb(f"/proc/{pid}/status", "RssShmem:"),
-            _kib_field_mb(f"/proc/{pid}/smaps_rollup", "Pss_Shmem:"),
-        )
-        for pid in descendants(roots)
-    ]
+    return [_memory(pid) for pid in descendants(roots)]
 
 
 def wait_for_status(
