@@ -24,7 +24,7 @@ from hyperlinkr.access import Access
 from hyperlinkr.apikeys import KeyRing
 from hyperlinkr.blocklist import LivePolicy
 from hyperlinkr.config import Settings
-from hyperlinkr.dragonfly import TIER_ERRORS, async_client
+from hyperlinkr.dragonfly import async_client, tier_errors
 from hyperlinkr.node import Node
 from hyperlinkr.problems import problem_for_exception
 from hyperlinkr.stats import StatsReader
@@ -99,7 +99,7 @@ def create_app(
 async def _visitor_hasher(tier: Any) -> VisitorHasher | None:
     try:
         return VisitorHasher(await shared_salt(tier))
-    except TIER_ERRORS as exc:
+    except tier_errors() as exc:
         logger.warning(
             "Dragonfly is unreachable at start (%s); this worker counts no "
             "unique visitors until it restarts",

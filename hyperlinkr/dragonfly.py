@@ -35,23 +35,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
-import redis.exceptions
-
 __all__ = [
     "EPOCH_KEY",
     "SALT_KEY",
     "STREAM_KEY",
-    "TIER_ERRORS",
     "Breaker",
     "TierUnavailable",
     "async_client",
     "link_key",
     "stats_key",
     "sync_client",
+    "tier_errors",
     "visitors_key",
 ]
 
@@ -63,9 +57,18 @@ SOCKET_TIMEOUT_S = 0.5
 AWAY_FOR_S = 1.0
 
 
-# What a failing tier can raise: the cluster client's own errors do not
-# derive from RedisError.
-TIER_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
+def tier_errors() -> tuple[type[Exception], ...]:
+    """What a failing tier can raise.
+
+    The cluster client's own errors do not derive from RedisError. Like the
+    clients, this imports redis-py (about 6 MB of every process that does):
+    call it only where a tier is configured, so an embedded node never
+    loads the Redis client at all.
+    """
+    import redis
+    import redis.exceptions
+
+    return (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 class TierUnavailable(ConnectionError):
@@ -94,6 +97,9 @@ def _options() -> dict[str, Any]:
 
 def sync_client(url: str, cluster: bool) -> Any:
     """A blocking client (actors); Redis Cluster when `cluster`."""
+    import redis
+    import redis.cluster
+
     if cluster:
         return redis.cluster.RedisCluster.from_url(url, **_options())
     return redis.Redis.from_url(url, **_options())
@@ -101,6 +107,9 @@ def sync_client(url: str, cluster: bool) -> Any:
 
 def async_client(url: str, cluster: bool) -> Any:
     """An asyncio client (web workers); Redis Cluster when `cluster`."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+
     if cluster:
         return redis.asyncio.cluster.RedisCluster.from_url(url, **_options())
     return redis.asyncio.Redis.from_url(url, **_options())

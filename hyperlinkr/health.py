@@ -50,7 +50,7 @@ from typing import Any
 import orjson
 
 from hyperlinkr.config import Settings
-from hyperlinkr.dragonfly import TIER_ERRORS
+from hyperlinkr.dragonfly import tier_errors
 
 __all__ = [
     "ACTOR_ROLES",
@@ -235,7 +235,7 @@ def _check_actor(directory: Path, role: str, now_s: float) -> str:
 async def _check_dragonfly(tier: Any) -> str:
     try:
         await tier.ping()  # bounded by the client's 0.5 s socket timeout
-    except TIER_ERRORS as exc:
+    except tier_errors() as exc:
         return (
             f"degraded: Dragonfly did not answer a ping ({exc}); redirects are "
             "served from L1 and LMDB, shortening answers 503"

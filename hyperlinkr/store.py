@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hyperlinkr.dragonfly import (
-    TIER_ERRORS,
     Breaker,
     TierUnavailable,
     link_key,
     stats_key,
+    tier_errors,
     visitors_key,
 )
 from hyperlinkr.errors import RecordError, StoreError
@@ -107,6 +107,8 @@ class LinkStore:
         self._negative_ttl_s = node.settings.negative_ttl_s
         self._durable = _HeadWatch(node.writes, durable_timeout_s)
         self._tier = tier  # an asyncio Redis client, or None (embedded)
+        # Nothing to catch without a tier, and no Redis client to import.
+        self._tier_errors = tier_errors() if tier is not None else ()
         self.breaker = Breaker()
 
     @property
@@ -148,7 +150,7 @@ class LinkStore:
             return None
         try:
             data = await self._tier.get(link_key(code))
-        except TIER_ERRORS:
+        except self._tier_errors:
             self.breaker.failed()
             record_lookup("dragonfly", "error")
             return None
@@ -168,7 +170,7 @@ class LinkStore:
         self.breaker.check()
         try:
             fields = await self._tier.hgetall(stats_key(code))
-        except TIER_ERRORS as exc:
+        except self._tier_errors as exc:
             self.breaker.failed()
             raise TierUnavailable(
                 f"reading stats from Dragonfly failed: {exc}"
@@ -184,7 +186,7 @@ class LinkStore:
             counts = await asyncio.gather(
                 *(self._tier.pfcount(visitors_key(code, day)) for day in days)
             )
-        except TIER_ERRORS as exc:
+        except self._tier_errors as exc:
             self.breaker.failed()
             raise TierUnavailable(
                 f"reading visitors from Dragonfly failed: {exc}"
@@ -247,7 +249,7 @@ class LinkStore:
             for link in links:
                 pipe.set(link_key(link.code), encode_record(link), nx=True)
             answers = await pipe.execute()
-        except TIER_ERRORS as exc:
+        except self._tier_errors as exc:
             self.breaker.failed()
             raise StoreUnavailable(
                 f"Dragonfly did not answer the code claim ({exc}); retry soon"

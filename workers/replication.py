@@ -44,8 +44,8 @@ from hyperlinkr.dragonfly import (
     EPOCH_KEY,
     STREAM_KEY,
     STREAM_MAX_ENTRIES,
-    TIER_ERRORS,
     link_key,
+    tier_errors,
 )
 from hyperlinkr.links import encode_record
 from hyperlinkr.linkstore import (
@@ -60,6 +60,9 @@ from hyperlinkr.linkstore import (
 from hyperlinkr.storage import LINKS_DB
 
 __all__ = ["Replicator"]
+
+# Imported only with a tier configured, so resolving them here costs nothing.
+TIER_ERRORS = tier_errors()
 
 logger = logging.getLogger(__name__)
 

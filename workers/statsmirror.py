@@ -22,11 +22,14 @@ from typing import Any
 
 import lmdb
 
-from hyperlinkr.dragonfly import TIER_ERRORS, Breaker, stats_key, visitors_key
+from hyperlinkr.dragonfly import Breaker, stats_key, tier_errors, visitors_key
 from hyperlinkr.stats import StoredStats, dump_stats, load_stats
 from hyperlinkr.storage import STATS_DB
 
 __all__ = ["TierStatsMirror"]
+
+# Imported only with a tier configured, so resolving them here costs nothing.
+TIER_ERRORS = tier_errors()
 
 logger = logging.getLogger(__name__)
 
