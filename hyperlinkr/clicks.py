@@ -5,7 +5,9 @@ One record is pushed to the click ring for every counted redirect, so
 truncation only when a field is actually too long. The analytics actor
 decodes records off the hot path and must survive anything the ring hands
 it, so `decode_click` checks every length and raises `ClickRecordError`
-(a `ValueError`) instead of returning a half-read click.
+(a `ValueError`) instead of returning a half-read click. `read_click` is
+the same read returning the fields as a tuple, without building a
+`Click`: the actor's loop runs it once per click.
 
 Layout, little endian, version 1::
 
@@ -39,9 +41,11 @@ __all__ = [
     "REFERRER_MAX_BYTES",
     "USER_AGENT_MAX_BYTES",
     "Click",
+    "ClickFields",
     "ClickRecordError",
     "decode_click",
     "encode_click",
+    "read_click",
 ]
 
 REFERRER_MAX_BYTES = 200
@@ -54,7 +58,15 @@ _HAS_USER_AGENT = 0x02
 _HAS_VISITOR = 0x04
 _KNOWN_FLAGS = _HAS_REFERRER | _HAS_USER_AGENT | _HAS_VISITOR
 _VISITOR = struct.Struct("<Q")
+_HEADER_BYTES = _HEADER.size
+_VISITOR_END = _HEADER_BYTES + _VISITOR.size
+_read_header = _HEADER.unpack_from
+_read_visitor = _VISITOR.unpack_from
 _U8_MAX = 0xFF
+
+
+# (code, ts_ms, referrer, user_agent, visitor): a Click's fields, in order.
+ClickFields = tuple[str, int, str | None, str | None, int | None]
 
 
 class ClickRecordError(ValueError):
@@ -135,71 +147,88 @@ def encode_click(
     return b"".join((header, visitor_raw, code_raw, referrer_raw, agent_raw))
 
 
-def _check_header(record: bytes) -> tuple[int, int, int, int, int]:
+def _header_error(record: bytes) -> ClickRecordError:
+    """What is wrong with the header of `record`, which `read_click` refused."""
     if len(record) < _HEADER.size:
-        raise ClickRecordError(
+        return ClickRecordError(
             f"click record is {len(record)} bytes; expected at least "
             f"{_HEADER.size} (the header)"
         )
     fields: tuple[int, ...] = _HEADER.unpack_from(record)
-    version, ts_ms, flags, code_len, referrer_len, agent_len = fields
+    version, _ts_ms, flags, code_len, referrer_len, agent_len = fields
     if version != _VERSION:
-        raise ClickRecordError(
+        return ClickRecordError(
             f"click record layout version {version}; expected {_VERSION}"
         )
     if flags & ~_KNOWN_FLAGS:
-        raise ClickRecordError(f"click record has unknown flags {flags:#04x}")
+        return ClickRecordError(f"click record has unknown flags {flags:#04x}")
     if (referrer_len and not flags & _HAS_REFERRER) or (
         agent_len and not flags & _HAS_USER_AGENT
     ):
-        raise ClickRecordError("click record has data for a field marked absent")
+        return ClickRecordError("click record has data for a field marked absent")
     if code_len == 0:
-        raise ClickRecordError("click record has an empty code")
-    if referrer_len > REFERRER_MAX_BYTES or agent_len > USER_AGENT_MAX_BYTES:
-        raise ClickRecordError(
-            f"click record field lengths {referrer_len}/{agent_len} exceed "
-            f"{REFERRER_MAX_BYTES}/{USER_AGENT_MAX_BYTES}"
-        )
-    return ts_ms, flags, code_len, referrer_len, agent_len
+        return ClickRecordError("click record has an empty code")
+    return ClickRecordError(
+        f"click record field lengths {referrer_len}/{agent_len} exceed "
+        f"{REFERRER_MAX_BYTES}/{USER_AGENT_MAX_BYTES}"
+    )
 
 
-def _check_body(record: bytes, end: int) -> None:
+def _body_error(record: bytes, end: int) -> ClickRecordError:
+    """What is wrong with the length of `record`, whose fields end at `end`."""
     if len(record) < end:
-        raise ClickRecordError(
+        return ClickRecordError(
             f"click record is {len(record)} bytes; its header announces {end}"
         )
-    if record.count(0, end) != len(record) - end:
-        raise ClickRecordError(
-            f"click record has {len(record) - end} bytes of trailing data; "
-            "expected none or NUL padding"
+    return ClickRecordError(
+        f"click record has {len(record) - end} bytes of trailing data; "
+        "expected none or NUL padding"
+    )
+
+
+def read_click(record: bytes) -> ClickFields:
+    """`decode_click` as a plain tuple, for the analytics actor's loop.
+
+    The checks are the same; they are written as one test per part of the
+    record, and only a record that fails one is looked at again to say why.
+    """
+    size = len(record)
+    if size < _HEADER_BYTES:
+        raise _header_error(record)
+    version, ts_ms, flags, code_len, referrer_len, agent_len = _read_header(record)
+    if (
+        version != _VERSION
+        or flags & ~_KNOWN_FLAGS
+        or not code_len
+        or referrer_len > (REFERRER_MAX_BYTES if flags & _HAS_REFERRER else 0)
+        or agent_len > (USER_AGENT_MAX_BYTES if flags & _HAS_USER_AGENT else 0)
+    ):
+        raise _header_error(record)
+    if flags & _HAS_VISITOR:
+        if size < _VISITOR_END:
+            raise ClickRecordError("click record is too short for its visitor hash")
+        (visitor,) = _read_visitor(record, _HEADER_BYTES)
+        start = _VISITOR_END
+    else:
+        visitor = None
+        start = _HEADER_BYTES
+
+    code_end = start + code_len
+    referrer_end = code_end + referrer_len
+    end = referrer_end + agent_len
+    if size != end and (size < end or record.count(0, end) != size - end):
+        raise _body_error(record, end)
+    try:
+        code = record[start:code_end].decode()
+        referrer = (
+            record[code_end:referrer_end].decode() if flags & _HAS_REFERRER else None
         )
+        agent = record[referrer_end:end].decode() if flags & _HAS_USER_AGENT else None
+    except UnicodeDecodeError as exc:
+        raise ClickRecordError(f"click record is not valid UTF-8: {exc}") from exc
+    return code, ts_ms, referrer, agent, visitor
 
 
 def decode_click(record: bytes) -> Click:
     """Read a record built by `encode_click`; raise `ClickRecordError` if bad."""
-    ts_ms, flags, code_len, referrer_len, agent_len = _check_header(record)
-    start = _HEADER.size
-    visitor = None
-    if flags & _HAS_VISITOR:
-        if len(record) < start + _VISITOR.size:
-            raise ClickRecordError("click record is too short for its visitor hash")
-        (visitor,) = _VISITOR.unpack_from(record, start)
-        start += _VISITOR.size
-    end = start + code_len + referrer_len + agent_len
-    _check_body(record, end)
-
-    code_end = start + code_len
-    referrer_end = code_end + referrer_len
-    try:
-        code = bytes(record[start:code_end]).decode()
-        referrer = bytes(record[code_end:referrer_end]).decode()
-        agent = bytes(record[referrer_end:end]).decode()
-    except UnicodeDecodeError as exc:
-        raise ClickRecordError(f"click record is not valid UTF-8: {exc}") from exc
-    return Click(
-        code=code,
-        ts_ms=ts_ms,
-        referrer=referrer if flags & _HAS_REFERRER else None,
-        user_agent=agent if flags & _HAS_USER_AGENT else None,
-        visitor=visitor,
-    )
+    return Click(*read_click(record))

@@ -71,7 +71,10 @@
  * seq: p -> p|BUSY, writes its pid and the record, then publishes by CAS
  * seq: p|BUSY -> p+1. The consumer reads cells from `head` while seq ==
  * p+1 and only frees them (seq = p+capacity) in advance(), so a consumer
- * that dies mid-batch finds the same records again after restart.
+ * that dies mid-batch finds the same records again after restart. A
+ * consumer that holds records over several peeks may start a peek where
+ * its last one ended instead of at head: the cells in between stay
+ * published (or skipped) until advance(), so nothing there can change.
  *
  * A producer that dies after winning p stalls the consumer at p. After
  * stall_timeout_ms the consumer skips the cell by CAS to (p+1)|SKIP, unless
@@ -962,25 +965,83 @@ maybe_skip(RingCore *self, uint64_t pos, uint64_t seq, char *cell)
     return 1;
 }
 
-static PyObject *
-RingCore_peek(RingCore *self, PyObject *arg)
+/* Whether the consumer walked past the cell at `pos` (head <= pos < tail):
+ * published or skipped, and so unchanged until advance() frees it. */
+static int
+walked_past(RingCore *self, uint64_t pos)
 {
-    Py_ssize_t max_records = PyLong_AsSsize_t(arg);
-    uint64_t pos, tail;
+    uint64_t seq = LOAD((uint64_t *)cell_at(self, pos));
+    return seq == pos + 1 || seq == ((pos + 1) | SKIP);
+}
+
+/* Where a peek starts: the head, or `start_arg`, an end position an
+ * earlier peek returned since the last advance. The cells between the head
+ * and such a position stay published or skipped until advance(), so the
+ * cell just before it must be one of those: a start past a cell that is
+ * still being written, or was never walked past, is refused. UINT64_MAX,
+ * with an exception set, for a bad start. */
+static uint64_t
+peek_start(RingCore *self, PyObject *start_arg, uint64_t head, uint64_t tail)
+{
+    unsigned long long start;
+
+    if (start_arg == NULL)
+        return head;
+    start = PyLong_AsUnsignedLongLong(start_arg);
+    if (start == (unsigned long long)-1 && PyErr_Occurred())
+        return UINT64_MAX;
+    if (start < head || start > tail) {
+        PyErr_Format(PyExc_ValueError,
+                     "peek from %llu: expected a position between head %llu "
+                     "and tail %llu",
+                     start, (unsigned long long)head,
+                     (unsigned long long)tail);
+        return UINT64_MAX;
+    }
+    if (start > head && !walked_past(self, start - 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "peek from %llu: the record before it is not published; "
+                     "start from an end position an earlier peek returned",
+                     start);
+        return UINT64_MAX;
+    }
+    return start;
+}
+
+/* peek(max_records[, start]): the consumer reads from `start` (default:
+ * the head), so a consumer that holds records back between advances does
+ * not copy them again on every peek. Positions returned still count every
+ * cell from the head, skipped ones included, as advance() expects. */
+static PyObject *
+RingCore_peek(RingCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t max_records, count = 0;
+    uint64_t head, tail, pos;
     PyObject *records;
 
     REQUIRE_OPEN(self->region);
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "peek() takes max_records and an optional start "
+                     "(%zd arguments given)",
+                     nargs);
+        return NULL;
+    }
+    max_records = PyLong_AsSsize_t(args[0]);
     if (max_records < 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "max_records must be >= 0");
         return NULL;
     }
+    head = LOAD(self->head);
+    tail = LOAD(self->tail);
+    pos = peek_start(self, nargs == 2 ? args[1] : NULL, head, tail);
+    if (pos == UINT64_MAX)
+        return NULL;
     records = PyList_New(0);
     if (records == NULL)
         return NULL;
-    pos = LOAD(self->head);
-    tail = LOAD(self->tail);
-    while (pos < tail && PyList_GET_SIZE(records) < max_records) {
+    while (pos < tail && count < max_records) {
         char *cell = cell_at(self, pos);
         uint64_t seq = LOAD((uint64_t *)cell);
         if (seq == pos + 1) {
@@ -996,6 +1057,7 @@ RingCore_peek(RingCore *self, PyObject *arg)
                 return NULL;
             }
             Py_DECREF(rec);
+            count++;
             pos++;
         } else if (seq == ((pos + 1) | SKIP) ||
                    maybe_skip(self, pos, seq, cell)) {
@@ -1127,8 +1189,10 @@ RingCore_dealloc(RingCore *self)
 static PyMethodDef RingCore_methods[] = {
     {"push", (PyCFunction)RingCore_push, METH_O,
      "push(record) -> position, or -1 when full (never blocks)"},
-    {"peek", (PyCFunction)RingCore_peek, METH_O,
-     "peek(max_records) -> (records, end_position), consuming nothing"},
+    {"peek", (PyCFunction)(void (*)(void))RingCore_peek, METH_FASTCALL,
+     "peek(max_records[, start]) -> (records, end_position), consuming "
+     "nothing; start (default: the head) is an end position an earlier "
+     "peek returned"},
     {"advance", (PyCFunction)RingCore_advance, METH_O,
      "advance(end_position) -> new head; frees the cells before it"},
     {"head", (PyCFunction)RingCore_head, METH_NOARGS,

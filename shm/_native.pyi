@@ -4,8 +4,8 @@ Written from the method tables and module init of shm/_native.c; keep the
 two in step (`python -m mypy.stubtest --mypy-config-file pyproject.toml
 shm._native` compares this file with the built module). Every function
 and method taking arguments parses them positionally (METH_O,
-METH_VARARGS), hence the `/` markers; only the two constructors accept
-keywords.
+METH_VARARGS, METH_FASTCALL), hence the `/` markers; only the two
+constructors accept keywords.
 
 Buffers: arguments parsed with "w*" or PyBUF_WRITABLE need a writable
 buffer (the segment's mmap), even for a plain load; keys, values and ring
@@ -75,8 +75,15 @@ class RingCore:
     def push(self, record: ReadableBuffer, /) -> int:
         """The record's position, or -1 when the ring is full (never blocks)."""
 
-    def peek(self, max_records: int, /) -> tuple[list[bytes], int]:
-        """(records, end_position), consuming nothing."""
+    def peek(self, max_records: int, start: int = ..., /) -> tuple[list[bytes], int]:
+        """(records, end_position), consuming nothing.
+
+        Reads from `start`, by default the head. A start other than the head
+        must be an end position an earlier peek returned since the last
+        advance (ValueError otherwise): a consumer holding records back
+        between advances peeks on from where it stopped, without copying
+        them again.
+        """
 
     def advance(self, end_position: int, /) -> int:
         """Free the cells before end_position; the new head."""

@@ -8,6 +8,9 @@ A consumer reads with peek() and releases with advance(): records stay in
 the ring until advanced past, so a consumer that dies mid-batch sees them
 again. To count exactly once across crashes, commit the end position of a
 batch together with its effects (see workers/analytics.py), then advance.
+A consumer that holds records back over several peeks passes the end
+position of its last peek as `peek(max_records, start)`, and reads on from
+there instead of copying everything from the head again.
 """
 
 from __future__ import annotations

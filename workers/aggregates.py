@@ -1,57 +1,51 @@
-"""Folding clicks into per-link deltas, and merging deltas into LMDB.
+"""Folding clicks into per-link deltas.
 
-The analytics actor adds decoded clicks to a `ClickAggregator` as it drains
-the ring; at flush time it hands `deltas()` to `merge_into`, inside the
-same write transaction that records the ring checkpoint. Nothing here
-commits: the caller owns the transaction, so either every link's counts and
-the checkpoint land together, or none of them do.
+The analytics actor adds clicks to a `ClickAggregator` as it drains the
+ring; at flush time it hands `deltas()` to `workers.statsmerge.merge_into`,
+inside the same write transaction that records the ring checkpoint.
 
-The stored value per link is `hyperlinkr.stats.StoredStats`. Its maps stay
-bounded however long a link lives: the hundred largest entries of a
-breakdown are kept and the rest are summed under `OTHER_KEY`; per-day
-counts keep the newest `MAX_DAYS` days; the recent list keeps the newest
-`recent_limit` clicks.
+Counting happens once per click and meaning once per distinct value: a
+click only bumps counters keyed by what the record holds (the referrer
+and user-agent strings, the day number), and `deltas()` turns each
+distinct string into a host, a browser, an OS and a device type, and each
+day number into a date, at the flush. Real traffic repeats a few strings
+many times, so this does per batch what would otherwise be done per
+click; the result is the same, down to the order of the keys.
+
+A delta holds at most twice `recent_limit` recent clicks per link; the
+merge (`workers.statsmerge`) keeps the newest `recent_limit`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from operator import itemgetter
+from typing import TypedDict
 from urllib.parse import urlsplit
 
-import lmdb
-
-from hyperlinkr.clicks import Click
-from hyperlinkr.stats import (
-    OTHER_KEY,
-    RecentClick,
-    StatsFormatError,
-    StoredStats,
-    dump_stats,
-    empty_stats,
-    load_stats,
-)
+from hyperlinkr.clicks import Click, ClickRecordError
+from hyperlinkr.stats import RecentClick
 from workers.useragents import Agent, classify
 
 __all__ = [
-    "MAX_DAYS",
-    "MAX_MAP_ENTRIES",
+    "HOST_CACHE_ENTRIES",
     "ClickAggregator",
     "LinkDelta",
     "aggregate",
-    "merge_into",
     "referrer_host",
 ]
 
-logger = logging.getLogger(__name__)
-
-MAX_MAP_ENTRIES = 100
-MAX_DAYS = 400
+HOST_CACHE_ENTRIES = 4096
 DIRECT = "direct"
 UNKNOWN_HOST = "unknown"
+_DAY_MS = 86_400_000
+# 9999-12-31T23:59:59.999Z, the last millisecond a date can name.
+_LAST_TS_MS = 253_402_300_799_999
+_NEWEST_FIRST = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -63,56 +57,31 @@ class LinkDelta:
     bot: int = 0
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
-    per_day: Counter[str] = field(default_factory=Counter)
-    referrers: Counter[str] = field(default_factory=Counter)
-    browsers: Counter[str] = field(default_factory=Counter)
-    operating_systems: Counter[str] = field(default_factory=Counter)
-    devices: Counter[str] = field(default_factory=Counter)
+    per_day: dict[str, int] = field(default_factory=dict)
+    referrers: dict[str, int] = field(default_factory=dict)
+    browsers: dict[str, int] = field(default_factory=dict)
+    operating_systems: dict[str, int] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)
     recent: list[RecentClick] = field(default_factory=list)
     # Visitor hashes per UTC day, for HyperLogLogs in the shared tier only.
     visitors: dict[str, set[int]] = field(default_factory=dict)
 
-    def add(
-        self, ts_ms: int, host: str, agent: Agent, visitor: int | None = None
-    ) -> None:
-        self.total += 1
-        if agent.is_bot:
-            self.bot += 1
-        else:
-            self.human += 1
-        if self.first_ts_ms is None or ts_ms < self.first_ts_ms:
-            self.first_ts_ms = ts_ms
-        if self.last_ts_ms is None or ts_ms > self.last_ts_ms:
-            self.last_ts_ms = ts_ms
 
-        day = utc_day(ts_ms)
-        self.per_day[day] += 1
-        if visitor is not None:
-            self.visitors.setdefault(day, set()).add(visitor)
-        self.referrers[host] += 1
-        self.browsers[agent.browser] += 1
-        self.operating_systems[agent.os] += 1
-        self.devices[agent.device] += 1
-        self.recent.append(
-            RecentClick(
-                ts_ms=ts_ms,
-                referrer=host,
-                browser=agent.browser,
-                os=agent.os,
-                device=agent.device,
-            )
-        )
-
-
-def utc_day(ts_ms: int) -> str:
-    """The UTC calendar day of `ts_ms`, as YYYY-MM-DD."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+@lru_cache(maxsize=1024)
+def _day_name(day_number: int) -> str:
+    """Day `day_number` since 1970-01-01 (`ts_ms // _DAY_MS`), as YYYY-MM-DD."""
+    return datetime.fromtimestamp(day_number * 86_400, tz=UTC).strftime("%Y-%m-%d")
 
 
 def referrer_host(referrer: str | None) -> str:
     """The host of a referrer; "direct" when there is none."""
     if not referrer:
         return DIRECT
+    return _host(referrer)
+
+
+@lru_cache(maxsize=HOST_CACHE_ENTRIES)
+def _host(referrer: str) -> str:
     try:
         host = urlsplit(referrer).hostname
     except ValueError:
@@ -120,33 +89,196 @@ def referrer_host(referrer: str | None) -> str:
     return host or UNKNOWN_HOST
 
 
-class ClickAggregator:
-    """Accumulates clicks between flushes; one per actor, not thread-safe."""
+_Recent = tuple[int, str | None, str | None]  # ts_ms, referrer, user agent
 
-    def __init__(self, classify_agent: Callable[[str | None], Agent] = classify):
+
+@dataclass(slots=True)
+class _Tally:
+    """One link's clicks since the last flush, counted by their raw values."""
+
+    first_ts_ms: int
+    last_ts_ms: int
+    total: int = 0
+    days: dict[int, int] = field(default_factory=dict)
+    referrers: dict[str | None, int] = field(default_factory=dict)
+    agents: dict[str | None, int] = field(default_factory=dict)
+    recent: list[_Recent] = field(default_factory=list)
+    visitors: dict[int, set[int]] = field(default_factory=dict)
+
+
+class ClickAggregator:
+    """Accumulates clicks between flushes; one per actor, not thread-safe.
+
+    `recent_limit` bounds the recent clicks held per link (None keeps them
+    all). They are cut to the newest `recent_limit` whenever twice that
+    many are held, in a stable sort, so the list `merge` keeps is the one
+    it would keep from every click of the batch.
+    """
+
+    def __init__(
+        self,
+        classify_agent: Callable[[str | None], Agent] = classify,
+        recent_limit: int | None = None,
+    ) -> None:
         self._classify = classify_agent
-        self._deltas: dict[str, LinkDelta] = {}
-        self._clicks = 0
+        self._recent_limit = recent_limit
+        # Recent clicks held per link before they are cut to the limit.
+        self._recent_held = sys.maxsize if recent_limit is None else 2 * recent_limit
+        self._tallies: dict[str, _Tally] = {}
 
     @property
     def pending_clicks(self) -> int:
-        return self._clicks
+        return sum(tally.total for tally in self._tallies.values())
+
+    @property
+    def oldest_ts_ms(self) -> int | None:
+        """The click time of the oldest click pending, if any."""
+        return min((t.first_ts_ms for t in self._tallies.values()), default=None)
 
     def add(self, click: Click) -> None:
-        delta = self._deltas.get(click.code)
-        if delta is None:
-            delta = self._deltas[click.code] = LinkDelta()
-        agent = self._classify(click.user_agent)
-        delta.add(click.ts_ms, referrer_host(click.referrer), agent, click.visitor)
-        self._clicks += 1
+        self.add_fields(
+            click.code, click.ts_ms, click.referrer, click.user_agent, click.visitor
+        )
 
-    def deltas(self) -> Mapping[str, LinkDelta]:
-        """The deltas so far; valid until `clear()`."""
-        return self._deltas
+    def add_fields(
+        self,
+        code: str,
+        ts_ms: int,
+        referrer: str | None,
+        user_agent: str | None,
+        visitor: int | None = None,
+    ) -> None:
+        """Count one click, given as `Click`'s fields.
+
+        A time no date can name raises `ClickRecordError` before anything is
+        counted. This runs once per click, so it is one function: a call
+        would cost about as much as the counting.
+        """
+        if not 0 <= ts_ms <= _LAST_TS_MS:
+            raise ClickRecordError(
+                f"click time {ts_ms} ms is not between 1970 and the year 9999; "
+                "expected a wall-clock time in milliseconds since 1970"
+            )
+        tally = self._tallies.get(code)
+        if tally is None:
+            tally = self._tallies[code] = _Tally(ts_ms, ts_ms)
+        tally.total += 1
+        if ts_ms < tally.first_ts_ms:
+            tally.first_ts_ms = ts_ms
+        elif ts_ms > tally.last_ts_ms:
+            tally.last_ts_ms = ts_ms
+        day = ts_ms // _DAY_MS
+        days = tally.days
+        days[day] = days.get(day, 0) + 1
+        referrers = tally.referrers
+        referrers[referrer] = referrers.get(referrer, 0) + 1
+        agents = tally.agents
+        agents[user_agent] = agents.get(user_agent, 0) + 1
+        if visitor is not None:
+            seen = tally.visitors.get(day)
+            if seen is None:
+                seen = tally.visitors[day] = set()
+            seen.add(visitor)
+        if self._recent_held:
+            recent = tally.recent
+            recent.append((ts_ms, referrer, user_agent))
+            if len(recent) > self._recent_held:
+                _keep_newest(recent, self._recent_held // 2)
+
+    def deltas(self) -> dict[str, LinkDelta]:
+        """What the clicks so far add to each link, worked out on each call."""
+        meaning = _Meaning(self._classify, self._recent_limit)
+        return {code: meaning.delta(tally) for code, tally in self._tallies.items()}
 
     def clear(self) -> None:
-        self._deltas = {}
-        self._clicks = 0
+        self._tallies = {}
+
+
+class _Shown(TypedDict):
+    """What a recent click shows of its user agent, in `RecentClick`'s order."""
+
+    browser: str
+    os: str
+    device: str
+
+
+def _keep_newest(recent: list[_Recent], limit: int) -> None:
+    """Cut `recent` to its `limit` newest clicks, the earlier first on a tie."""
+    recent.sort(key=_NEWEST_FIRST, reverse=True)  # stable, also in reverse
+    del recent[limit:]
+
+
+class _Meaning:
+    """Turns tallies into deltas, looking at each distinct raw value once."""
+
+    def __init__(
+        self,
+        classify_agent: Callable[[str | None], Agent],
+        recent_limit: int | None,
+    ) -> None:
+        self._classify = classify_agent
+        self._recent_limit = recent_limit
+        self._hosts: dict[str | None, str] = {}
+        self._agents: dict[str | None, Agent] = {}
+        self._shown: dict[str | None, _Shown] = {}
+
+    def delta(self, tally: _Tally) -> LinkDelta:
+        delta = LinkDelta(
+            total=tally.total,
+            first_ts_ms=tally.first_ts_ms,
+            last_ts_ms=tally.last_ts_ms,
+            per_day={_day_name(day): n for day, n in tally.days.items()},
+            visitors={_day_name(day): v for day, v in tally.visitors.items()},
+        )
+        self._add_referrers(delta.referrers, tally.referrers)
+        self._add_agents(delta, tally.agents)
+        delta.recent = self._recent(tally.recent)
+        return delta
+
+    def _add_referrers(
+        self, hosts: dict[str, int], referrers: dict[str | None, int]
+    ) -> None:
+        known = self._hosts
+        for referrer, clicks in referrers.items():
+            host = known.get(referrer)
+            if host is None:
+                host = known[referrer] = referrer_host(referrer)
+            hosts[host] = hosts.get(host, 0) + clicks
+
+    def _add_agents(self, delta: LinkDelta, agents: dict[str | None, int]) -> None:
+        browsers, systems, devices = (
+            delta.browsers,
+            delta.operating_systems,
+            delta.devices,
+        )
+        for user_agent, clicks in agents.items():
+            agent = self._agent(user_agent)
+            if agent.is_bot:
+                delta.bot += clicks
+            else:
+                delta.human += clicks
+            browsers[agent.browser] = browsers.get(agent.browser, 0) + clicks
+            systems[agent.os] = systems.get(agent.os, 0) + clicks
+            devices[agent.device] = devices.get(agent.device, 0) + clicks
+
+    def _agent(self, user_agent: str | None) -> Agent:
+        agent = self._agents.get(user_agent)
+        if agent is None:
+            agent = self._agents[user_agent] = self._classify(user_agent)
+            self._shown[user_agent] = _Shown(
+                browser=agent.browser, os=agent.os, device=agent.device
+            )
+        return agent
+
+    def _recent(self, clicks: list[_Recent]) -> list[RecentClick]:
+        if self._recent_limit is not None and len(clicks) > self._recent_limit:
+            _keep_newest(clicks, self._recent_limit)
+        # Every referrer and user agent of the tally was looked at already.
+        hosts, shown = self._hosts, self._shown
+        return [
+            {"ts_ms": ts_ms, "referrer": hosts[referrer], **shown[user_agent]}
+            for ts_ms, referrer, user_agent in clicks
+        ]
 
 
 def aggregate(clicks: Iterable[Click]) -> dict[str, LinkDelta]:
@@ -154,103 +286,4 @@ def aggregate(clicks: Iterable[Click]) -> dict[str, LinkDelta]:
     aggregator = ClickAggregator()
     for click in clicks:
         aggregator.add(click)
-    return dict(aggregator.deltas())
-
-
-def _bounded_top(counts: Counter[str], limit: int) -> dict[str, int]:
-    if len(counts) <= limit:
-        return dict(counts)
-    folded = counts.pop(OTHER_KEY, 0)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    kept = dict(ranked[: limit - 1])
-    kept[OTHER_KEY] = folded + sum(n for _, n in ranked[limit - 1 :])
-    return kept
-
-
-def _merge_counts(
-    stored: dict[str, int], delta: Counter[str], limit: int
-) -> dict[str, int]:
-    merged = Counter(stored)
-    merged.update(delta)
-    return _bounded_top(merged, limit)
-
-
-def _merge_days(stored: dict[str, int], delta: Counter[str]) -> dict[str, int]:
-    merged = Counter(stored)
-    merged.update(delta)
-    newest = sorted(merged)[-MAX_DAYS:]
-    return {day: merged[day] for day in newest}
-
-
-def _merge_recent(
-    stored: list[RecentClick], delta: list[RecentClick], limit: int
-) -> list[RecentClick]:
-    merged = delta + stored
-    merged.sort(key=lambda click: click["ts_ms"], reverse=True)
-    return merged[:limit]
-
-
-def _min_ts(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _max_ts(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def merge(stats: StoredStats, delta: LinkDelta, recent_limit: int) -> StoredStats:
-    """`stats` with `delta` added, every map and list kept bounded."""
-    return StoredStats(
-        version=stats["version"],
-        total=stats["total"] + delta.total,
-        human=stats["human"] + delta.human,
-        bot=stats["bot"] + delta.bot,
-        first_ts_ms=_min_ts(stats["first_ts_ms"], delta.first_ts_ms),
-        last_ts_ms=_max_ts(stats["last_ts_ms"], delta.last_ts_ms),
-        per_day=_merge_days(stats["per_day"], delta.per_day),
-        referrers=_merge_counts(stats["referrers"], delta.referrers, MAX_MAP_ENTRIES),
-        browsers=_merge_counts(stats["browsers"], delta.browsers, MAX_MAP_ENTRIES),
-        operating_systems=_merge_counts(
-            stats["operating_systems"], delta.operating_systems, MAX_MAP_ENTRIES
-        ),
-        devices=_merge_counts(stats["devices"], delta.devices, MAX_MAP_ENTRIES),
-        recent=_merge_recent(stats["recent"], delta.recent, recent_limit),
-    )
-
-
-def _stored_or_empty(
-    txn: lmdb.Transaction, db: lmdb._Database, key: bytes
-) -> StoredStats:
-    raw = txn.get(key, db=db)
-    if raw is None:
-        return empty_stats()
-    try:
-        return load_stats(raw)
-    except StatsFormatError as exc:
-        # Refusing to merge would stop every flush behind one bad value;
-        # restarting that link's stats from zero keeps the rest counting.
-        logger.error(
-            "stats of link %r are unreadable (%s); starting them again from zero",
-            key.decode(errors="replace"),
-            exc,
-        )
-        return empty_stats()
-
-
-def merge_into(
-    txn: lmdb.Transaction,
-    db: lmdb._Database,
-    deltas: Mapping[str, LinkDelta],
-    recent_limit: int,
-) -> dict[str, StoredStats]:
-    """Add `deltas` to the stats in `db`, inside the caller's write `txn`.
-
-    Returns the merged stats of every link it touched.
-    """
-    merged = {}
-    for code, delta in deltas.items():
-        key = code.encode()
-        stats = merge(_stored_or_empty(txn, db, key), delta, recent_limit)
-        txn.put(key, dump_stats(stats), db=db)
-        merged[code] = stats
-    return merged
+    return aggregator.deltas()

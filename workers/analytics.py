@@ -20,12 +20,13 @@ the new segment's head.
 
 Batching
 --------
-`peek()` always starts at the ring head, and the head only moves at a
-flush, so between flushes the actor remembers how many records it has
-already taken and skips that prefix of each peek. Published records never
-move or change, so the prefix is the same records every time. A flush
-happens when the oldest pending click is `flush_interval_ms` old, or when
-`batch_records` are pending, which also bounds the ring space held back.
+The ring head only moves at a flush, so between flushes the actor holds
+taken records back in the ring and peeks on from the position its last
+peek ended at (`_cursor`), never copying a record twice. Published records
+never move or change until advanced past, so what lies before the cursor
+stays what was counted. A flush happens when the oldest pending click is
+`flush_interval_ms` old, or when `batch_records` are pending, which also
+bounds the ring space held back.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ from typing import Protocol
 
 import lmdb
 
-from hyperlinkr.clicks import ClickRecordError, decode_click
+from hyperlinkr.clicks import ClickRecordError, read_click
 from hyperlinkr.metrics import record_flush
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
-from workers.aggregates import ClickAggregator, LinkDelta, merge_into
+from workers.aggregates import ClickAggregator, LinkDelta
+from workers.statsmerge import merge_into
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -91,7 +93,7 @@ class ClickRing(Protocol):
     @property
     def head(self) -> int: ...
 
-    def peek(self, max_records: int, /) -> tuple[list[bytes], int]: ...
+    def peek(self, max_records: int, start: int, /) -> tuple[list[bytes], int]: ...
 
     def advance(self, end_position: int, /) -> object: ...
 
@@ -148,7 +150,7 @@ class AnalyticsActor:
         self._flush_interval_s = flush_interval_ms / 1000
         self._recent_limit = recent_limit
         self._batch_records = batch_records
-        self._aggregator = ClickAggregator()
+        self._aggregator = ClickAggregator(recent_limit=recent_limit)
         self._mirror = mirror
 
         self._recovered = False
@@ -156,7 +158,6 @@ class AnalyticsActor:
         self._cursor = 0  # ring position taken into the aggregator
         self._taken = 0  # records between the ring head and `_cursor`
         self._pending_since_s: float | None = None
-        self._oldest_pending_ms: int | None = None  # a click's own time
         self._bad_since_flush = 0
         self._first_bad_error: str | None = None
 
@@ -216,44 +217,45 @@ class AnalyticsActor:
         """Take what the ring has published, flush if due; return records taken."""
         if not self._recovered:
             self.recover()
-        # TODO: peek() has no start position, so each call copies the pending
-        # prefix again only to skip it (up to batch_records records, ~1 MB at
-        # 4096 x 256 bytes). A peek from a given position would avoid it.
-        records, end_position = self._ring.peek(self._taken + self._batch_records)
-        self._check_peek(len(records), end_position)
-        fresh = records[self._taken :]
-        for record in fresh:
-            self._add(record)
+        records, end_position = self._peek()
+        self._take(records)
 
-        if fresh and self._pending_since_s is None:
+        if records and self._pending_since_s is None:
             self._pending_since_s = time.monotonic()
-        self._taken = len(records)
+        self._taken += len(records)
         self._cursor = end_position
-        self._records_seen += len(fresh)
+        self._records_seen += len(records)
         if self._flush_due():
             self.flush()
-        return len(fresh)
+        return len(records)
 
-    def _check_peek(self, record_count: int, end_position: int) -> None:
-        if record_count < self._taken or end_position < self._cursor:
-            raise RingContractError(
-                f"ring peek returned {record_count} records ending at "
-                f"{end_position}; {self._taken} records ending at {self._cursor} "
-                "were already published and not advanced past"
-            )
-
-    def _add(self, record: bytes) -> None:
+    def _peek(self) -> tuple[list[bytes], int]:
+        """The records published after `_cursor`, and where they end."""
         try:
-            click = decode_click(record)
-        except ClickRecordError as exc:
-            self._bad_since_flush += 1
-            self._bad_records += 1
-            if self._first_bad_error is None:
-                self._first_bad_error = str(exc)
-            return
-        self._aggregator.add(click)
-        if self._oldest_pending_ms is None or click.ts_ms < self._oldest_pending_ms:
-            self._oldest_pending_ms = click.ts_ms
+            records, end_position = self._ring.peek(self._batch_records, self._cursor)
+        except ValueError as exc:
+            raise RingContractError(
+                f"ring refused a peek from {self._cursor}, where its last peek "
+                f"ended ({exc}); {self._taken} records before it were published "
+                "and not advanced past"
+            ) from exc
+        if end_position < self._cursor:
+            raise RingContractError(
+                f"ring peek from {self._cursor} ended at {end_position}, before "
+                "its start"
+            )
+        return records, end_position
+
+    def _take(self, records: list[bytes]) -> None:
+        add = self._aggregator.add_fields
+        for record in records:
+            try:
+                add(*read_click(record))
+            except ClickRecordError as exc:
+                self._bad_since_flush += 1
+                self._bad_records += 1
+                if self._first_bad_error is None:
+                    self._first_bad_error = str(exc)
 
     def _flush_due(self) -> bool:
         if self._cursor == self._committed:
@@ -269,8 +271,10 @@ class AnalyticsActor:
             return
         started_s = time.perf_counter()
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
+        # Worked out before the write transaction: LMDB has one writer at a
+        # time per environment, and the persister commits links to it too.
+        deltas = self._aggregator.deltas()
         with self._env.begin(write=True) as txn:
-            deltas = self._aggregator.deltas()
             merged = merge_into(txn, self._stats_db, deltas, self._recent_limit)
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
         visitors = {code: delta.visitors for code, delta in deltas.items()}
@@ -278,7 +282,6 @@ class AnalyticsActor:
         self._aggregator.clear()
         self._taken = 0
         self._pending_since_s = None
-        self._oldest_pending_ms = None
         # Until advance() returns, the ring head is behind counted records:
         # should it raise, the next run_once() recovers from the checkpoint.
         self._recovered = False
@@ -326,7 +329,7 @@ class AnalyticsActor:
             last_flush_duration_ms=self._last_flush_duration_ms,
             bad_records=self._bad_records,
             pending_records=self._taken,
-            oldest_pending_ms=self._oldest_pending_ms,
+            oldest_pending_ms=self._aggregator.oldest_ts_ms,
         )
 
 

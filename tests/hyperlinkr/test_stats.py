@@ -10,7 +10,8 @@ import pytest
 from hyperlinkr.clicks import Click
 from hyperlinkr.stats import StatsFormatError, StatsReader, load_stats
 from hyperlinkr.storage import STATS_DB, open_environment
-from workers.aggregates import aggregate, merge_into
+from workers.aggregates import aggregate
+from workers.statsmerge import merge_into
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "

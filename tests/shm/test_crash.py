@@ -113,3 +113,38 @@ def test_consumer_killed_mid_batch_resumes_at_its_first_record(
     ring.close()
     assert struct.unpack("<IQ", first_batch[0]) == (0, 0)
     assert records == [(0, serial) for serial in range(3000)]
+
+
+def test_consumer_peeking_on_from_its_cursor_skips_a_dead_producer(
+    segment_name: Names,
+) -> None:
+    """Held-back records and the dead producer's cell are counted in one end."""
+    name = segment_name()
+    ring = Ring.create_or_attach(name, 4096, 16, stall_timeout_ms=200)
+    victim = spawn.Process(
+        target=workers.ring_producer_stopping_at,
+        args=(name, 9, _native.HOOK_PUSH_RESERVED),
+    )
+    victim.start()
+    wait_until_stopped(victim)
+    with pytest.raises(ValueError, match="not published"):
+        ring.peek(1, 1001)  # past the cell the victim reserved
+    kill_9(victim)
+    for serial in range(500):
+        assert ring.push(struct.pack("<IQ", 1, serial)) >= 0
+
+    records: list[bytes] = []
+    cursor = ring.head
+    deadline = time.monotonic() + DEADLINE_S
+    while len(records) < 1500 and time.monotonic() < deadline:
+        batch, cursor = ring.peek(256, cursor)
+        records.extend(batch)
+        if not batch:
+            time.sleep(0.001)
+    assert ring.head == 0, "nothing is released before advance"
+    assert ring.advance(cursor) == cursor == 1501
+    stats = ring.statistics()
+    ring.close()
+    unpacked = [struct.unpack("<IQ", r) for r in records]
+    assert unpacked == [(9, s) for s in range(1000)] + [(1, s) for s in range(500)]
+    assert (stats.skipped, stats.depth) == (1, 0)

@@ -84,3 +84,51 @@ def test_advance_beyond_tail_is_refused(segment_name: Names) -> None:
 def test_bad_sizes_are_refused(segment_name: Names, capacity: int, record: int) -> None:
     with pytest.raises(ValueError):
         Ring.create_or_attach(segment_name(), capacity, record)
+
+
+def test_peek_from_a_start_returns_only_the_records_after_it(
+    segment_name: Names,
+) -> None:
+    """A consumer holding records back peeks on from where its last peek ended."""
+    ring = Ring.create_or_attach(segment_name(), 8, 8)
+    for i in range(5):
+        ring.push(b"%d" % i)
+    first, end = ring.peek(2)
+    more, end = ring.peek(2, end)
+    rest, end = ring.peek(10, end)
+    assert (first, more, rest, end) == ([b"0", b"1"], [b"2", b"3"], [b"4"], 5)
+    assert ring.peek(10, end) == ([], 5)
+    assert ring.peek(10) == ([b"%d" % i for i in range(5)], 5)
+    assert ring.head == 0
+    ring.close()
+
+
+def test_peek_from_a_start_follows_the_ring_over_laps(segment_name: Names) -> None:
+    ring = Ring.create_or_attach(segment_name(), 4, 8)
+    seen: list[bytes] = []
+    cursor = 0
+    for lap in range(6):
+        for i in range(2):
+            assert ring.push(b"%d-%d" % (lap, i)) >= 0
+            records, cursor = ring.peek(4, cursor)
+            seen.extend(records)
+        if lap % 2:
+            assert ring.advance(cursor) == cursor
+    assert seen == [b"%d-%d" % (lap, i) for lap in range(6) for i in range(2)]
+    assert ring.statistics().depth == 0
+    ring.close()
+
+
+def test_peek_from_outside_head_and_tail_is_refused(segment_name: Names) -> None:
+    ring = Ring.create_or_attach(segment_name(), 8, 8)
+    for i in range(4):
+        ring.push(b"%d" % i)
+    ring.advance(2)
+    with pytest.raises(ValueError, match="between head 2 and tail 4"):
+        ring.peek(1, 1)
+    with pytest.raises(ValueError, match="between head 2 and tail 4"):
+        ring.peek(1, 5)
+    with pytest.raises(TypeError, match="optional start"):
+        ring.peek(1, 2, 3)  # type: ignore[call-arg]
+    assert ring.peek(1, 2) == ([b"2"], 3)
+    ring.close()

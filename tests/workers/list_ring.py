@@ -1,9 +1,10 @@
 """An in-process stand-in for `shm`'s ring, for tests of its consumers.
 
-`ListRing` keeps the ring's contract (positions, peek from the head without
-consuming, advance releases, a full ring refuses a push) with a plain list,
-and nothing else: no shared memory, no other processes. Tests of the real
-ring and of the actor against it live beside the real ring.
+`ListRing` keeps the ring's contract (positions, peek from the head or
+from a given position without consuming, advance releases, a full ring
+refuses a push) with a plain list, and nothing else: no shared memory, no
+other processes. Tests of the real ring and of the actor against it live
+beside the real ring.
 """
 
 from __future__ import annotations
@@ -45,9 +46,15 @@ class ListRing:
         self._records.append(bytes(record))
         return self.tail - 1
 
-    def peek(self, max_records: int) -> tuple[list[bytes], int]:
-        records = self._records[:max_records]
-        return records, self._head + len(records)
+    def peek(
+        self, max_records: int, start: int | None = None
+    ) -> tuple[list[bytes], int]:
+        start = self._head if start is None else start
+        if not self._head <= start <= self.tail:
+            raise ValueError(f"peek from {start}; expected {self._head}..{self.tail}")
+        offset = start - self._head
+        records = self._records[offset : offset + max_records]
+        return records, start + len(records)
 
     def advance(self, end_position: int) -> None:
         if not self._head <= end_position <= self.tail:

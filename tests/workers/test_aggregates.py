@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,16 +9,10 @@ import orjson
 import pytest
 
 from hyperlinkr.clicks import Click
-from hyperlinkr.stats import OTHER_KEY, StoredStats, load_stats
+from hyperlinkr.stats import OTHER_KEY, StoredStats, empty_stats, load_stats
 from hyperlinkr.storage import STATS_DB, open_environment
-from workers.aggregates import (
-    MAX_DAYS,
-    MAX_MAP_ENTRIES,
-    ClickAggregator,
-    aggregate,
-    merge_into,
-    referrer_host,
-)
+from workers.aggregates import ClickAggregator, aggregate, referrer_host
+from workers.statsmerge import MAX_DAYS, MAX_MAP_ENTRIES, merge, merge_into
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -93,6 +88,43 @@ def test_aggregator_clear_starts_a_new_batch() -> None:
 
     assert aggregator.pending_clicks == 0
     assert not aggregator.deltas()
+
+
+def test_bounded_recent_clicks_keep_what_merge_keeps_from_all_of_them() -> None:
+    """Out-of-order times with ties: the cut during a batch changes nothing."""
+    rng = random.Random(5)
+    clicks = [
+        Click("a", MAY_1_MS + rng.randrange(40), f"https://h{i % 9}.io/", FIREFOX)
+        for i in range(500)
+    ]
+    bounded = ClickAggregator(recent_limit=7)
+    for click in clicks:
+        bounded.add(click)
+
+    held = bounded.deltas()["a"]
+    assert len(held.recent) == 7
+    stored = merge(empty_stats(), held, 7)
+    assert stored == merge(empty_stats(), aggregate(clicks)["a"], 7)
+
+
+def test_meaning_is_given_per_distinct_value_in_first_seen_order() -> None:
+    deltas = aggregate(
+        [
+            Click("a", MAY_1_MS + DAY_MS, "https://y.io/1", GOOGLEBOT),
+            Click("a", MAY_1_MS, "https://x.io/", FIREFOX),
+            Click("a", MAY_1_MS, "https://y.io/2", FIREFOX),
+        ]
+    )
+
+    a = deltas["a"]
+    assert list(a.per_day.items()) == [("2024-05-02", 1), ("2024-05-01", 2)]
+    assert list(a.referrers.items()) == [("y.io", 2), ("x.io", 1)]
+    assert list(a.browsers.items()) == [("Googlebot", 1), ("Firefox", 2)]
+    assert [click["browser"] for click in a.recent] == [
+        "Googlebot",
+        "Firefox",
+        "Firefox",
+    ]
 
 
 def test_merges_add_up_across_transactions(env: lmdb.Environment) -> None:

@@ -42,8 +42,8 @@ class DiesBeforeAdvance:
     def head(self) -> int:
         return self._ring.head
 
-    def peek(self, max_records: int) -> tuple[list[bytes], int]:
-        return self._ring.peek(max_records)
+    def peek(self, max_records: int, start: int) -> tuple[list[bytes], int]:
+        return self._ring.peek(max_records, start)
 
     def advance(self, end_position: int) -> None:
         raise ActorDied(f"killed before advancing to {end_position}")
@@ -217,6 +217,21 @@ def test_bad_records_are_skipped_counted_and_logged_once_per_flush(
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "skipped 2 click records" in warnings[0].getMessage()
+
+
+def test_click_time_no_date_can_name_is_a_bad_record_not_a_crash(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    ring.push(encode_click("a", 2**63, None, FIREFOX, ring.record_bytes))
+    _push(ring, "a", 2)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0)
+
+    assert actor.run_once() == 3
+
+    assert _total(env, "a") == 2
+    assert ring.head == 3
+    assert actor.statistics().bad_records == 1
 
 
 def test_run_flushes_on_the_interval_and_stops_on_a_callable(
