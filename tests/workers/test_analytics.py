@@ -20,6 +20,7 @@ from workers.analytics import (
     CheckpointError,
     RingContractError,
 )
+from workers.processes import MAX_BATCH_RECORDS, batch_records_for
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 MAY_1_MS = 1_714_521_600_000
@@ -321,3 +322,12 @@ def test_ring_that_loses_published_records_is_a_contract_error(
 
     with pytest.raises(RingContractError):
         actor.run_once()
+
+
+def test_the_actor_holds_back_at_most_a_quarter_of_the_ring() -> None:
+    # Under load a flush is due by time, not count, while most of the ring
+    # stays free for what arrives during a flush or a restart.
+    assert batch_records_for(65_536) == MAX_BATCH_RECORDS == 16_384
+    assert batch_records_for(4096) == 1024
+    assert batch_records_for(16) == 4
+    assert batch_records_for(2) == 1
