@@ -275,7 +275,13 @@ class AnalyticsActor:
         # time per environment, and the persister commits links to it too.
         deltas = self._aggregator.deltas()
         with self._env.begin(write=True) as txn:
-            merged = merge_into(txn, self._stats_db, deltas, self._recent_limit)
+            merged = merge_into(
+                txn,
+                self._stats_db,
+                deltas,
+                self._recent_limit,
+                keep=self._mirror is not None,
+            )
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
         visitors = {code: delta.visitors for code, delta in deltas.items()}
         human, bot = _kinds(deltas.values())

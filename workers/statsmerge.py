@@ -130,15 +130,21 @@ def merge_into(
     db: lmdb._Database,
     deltas: Mapping[str, LinkDelta],
     recent_limit: int,
+    keep: bool = True,
 ) -> dict[str, StoredStats]:
     """Add `deltas` to the stats in `db`, inside the caller's write `txn`.
 
-    Returns the merged stats of every link it touched.
+    Returns the merged stats of every link it touched, or nothing when not
+    asked to `keep` them: only the Dragonfly mirror needs them, and a flush
+    over many links would hold all of them at once. Each link is read,
+    merged and written in turn, so only one link's stats are in memory at
+    a time.
     """
     merged = {}
     for code, delta in deltas.items():
         key = code.encode()
         stats = merge(_stored_or_empty(txn, db, key), delta, recent_limit)
         txn.put(key, dump_stats(stats), db=db)
-        merged[code] = stats
+        if keep:
+            merged[code] = stats
     return merged
