@@ -10,10 +10,17 @@ hands everything else to Sanic (`hyperlinkr.fastpath`).
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import socket
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from hyperlinkr.config import Settings
+
+if TYPE_CHECKING:
+    from sanic import Sanic
 
 __all__ = ["bind_listener", "serve_worker"]
 
@@ -37,8 +44,10 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
     from hyperlinkr.app import create_app
     from hyperlinkr.fastpath import FastRedirectProtocol
 
+    stops = _StopSignals()
     sock = socket.socket(fileno=listen_fd)
     app = create_app(settings)
+    app.after_server_start(stops.take_over)
     app.after_server_start(_freeze_startup_objects)
     app.run(
         sock=sock,
@@ -48,6 +57,46 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
         protocol=FastRedirectProtocol if settings.fast_path else None,
     )
     return 0
+
+
+class _StopSignals:
+    """A SIGINT or SIGTERM during start-up stops the worker once it serves.
+
+    Sanic loses a stop signal that arrives while it starts: before it
+    handles signals, SIGINT raises KeyboardInterrupt (a traceback) and
+    SIGTERM kills the worker outright; once it does, its handler calls
+    `loop.stop()` while the after-start listeners run in
+    `run_until_complete`, which swallows that stop, and the worker then
+    serves forever, past its supervisor's stop timeout. So this remembers a
+    signal from the moment the worker starts, takes the signals over in the
+    first after-start listener, and stops the app the Sanic way
+    (`app.stop(terminate=False)`) only once it is serving, from inside
+    `run_forever`, where the stop cannot be lost.
+    """
+
+    _RETRY_S = 0.01
+
+    def __init__(self) -> None:
+        self._requested = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._remember)
+
+    def _remember(self, signum: int, frame: FrameType | None) -> None:
+        self._requested = True
+
+    async def take_over(self, app: Sanic[Any, Any]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def stop_when_serving() -> None:
+            if app.state.is_running:
+                app.stop(terminate=False)
+            else:
+                loop.call_later(self._RETRY_S, stop_when_serving)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop_when_serving)
+        if self._requested:
+            stop_when_serving()
 
 
 async def _freeze_startup_objects(app: object) -> None:

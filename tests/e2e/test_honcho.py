@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from hyperlinkr.node import SEGMENT_SUFFIXES
 from tests.e2e.nodes import free_port
@@ -17,8 +18,58 @@ from tests.e2e.nodes import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+WAIT_S = 30
+
+
 def test_ctrl_c_under_honcho_stops_every_role_with_rc_0(tmp_path: Path) -> None:
     port = free_port()
+    honcho, log, name = _start_honcho(tmp_path, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        code = _shorten_when_up(base)
+        assert httpx.get(f"{base}/{code}").status_code == 302
+        os.killpg(honcho.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        honcho.wait(WAIT_S)
+    finally:
+        _stop(honcho, name)
+    _assert_clean_stop(log.read_text())
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "web worker 1 started",  # the worker process exists, Sanic not yet
+        "Starting worker",  # Sanic is starting: listeners, signal handlers
+    ],
+)
+def test_ctrl_c_while_the_web_workers_start_stops_them_too(
+    tmp_path: Path, moment: str
+) -> None:
+    # Sanic itself loses a stop signal that lands while its after-start
+    # listeners run (the worker then serves on past honcho's timeout and is
+    # killed: rc=-9), as seen once in a full run on a loaded machine. Where
+    # exactly the signal lands is up to the scheduler, so this exercises the
+    # start-up window rather than pinning one moment of it.
+    honcho, log, name = _start_honcho(tmp_path, free_port())
+    try:
+        # Once each supervisor has started its child it handles signals, so
+        # only the web workers can be caught starting.
+        wanted = ("persister actor started", "analytics actor started", moment)
+        deadline = time.monotonic() + WAIT_S
+        while not all(line in log.read_text() for line in wanted):
+            assert time.monotonic() < deadline, log.read_text()
+            assert honcho.poll() is None, log.read_text()
+            time.sleep(0.005)
+        os.killpg(honcho.pid, signal.SIGINT)
+        honcho.wait(WAIT_S)
+    finally:
+        _stop(honcho, name)
+    _assert_clean_stop(log.read_text())
+
+
+def _start_honcho(
+    tmp_path: Path, port: int
+) -> tuple[subprocess.Popen[bytes], Path, str]:
     name = f"hon{os.getpid()}"
     env = dict(os.environ)
     env.update(
@@ -37,19 +88,18 @@ def test_ctrl_c_under_honcho_stops_every_role_with_rc_0(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        code = _shorten_when_up(base)
-        assert httpx.get(f"{base}/{code}").status_code == 302
-        os.killpg(honcho.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        honcho.wait(30)
-    finally:
-        if honcho.poll() is None:
-            os.killpg(honcho.pid, signal.SIGKILL)
-            honcho.wait()
-        for suffix in SEGMENT_SUFFIXES:
-            Path(f"/dev/shm/{name}-{suffix}").unlink(missing_ok=True)
-    output = log.read_text()
+    return honcho, log, name
+
+
+def _stop(honcho: subprocess.Popen[bytes], name: str) -> None:
+    if honcho.poll() is None:
+        os.killpg(honcho.pid, signal.SIGKILL)
+        honcho.wait()
+    for suffix in SEGMENT_SUFFIXES:
+        Path(f"/dev/shm/{name}-{suffix}").unlink(missing_ok=True)
+
+
+def _assert_clean_stop(output: str) -> None:
     stopped = re.findall(r"(\w+)\.1 stopped \(rc=(-?\d+)\)", output)
     assert sorted(stopped) == [("analytics", "0"), ("persister", "0"), ("web", "0")], (
         output
