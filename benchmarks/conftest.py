@@ -98,6 +98,6 @@ def pytest_terminal_summary(
 ) -> None:
     lines = config.stash.get(_PER_RECORD_LINES, [])
     if lines:
-        terminalreporter.section("shm benchmarks, per record")
+        terminalreporter.section("benchmarks, per record")
         for line in lines:
             terminalreporter.write_line(line)
