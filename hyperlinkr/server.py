@@ -72,6 +72,10 @@ class _StopSignals:
     first after-start listener, and stops the app the Sanic way
     (`app.stop(terminate=False)`) only once it is serving, from inside
     `run_forever`, where the stop cannot be lost.
+
+    The h3 role has its own (`hyperlinkr.h3._EarlyStop`): Sanic's HTTP/3
+    path never marks the app as running, so "once it serves" cannot be
+    told the same way there.
     """
 
     _RETRY_S = 0.01

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import lmdb
 import pytest
+from actor_io import push_clicks, stored_checkpoint, total_clicks
 from list_ring import ListRing
 
 from hyperlinkr.clicks import encode_click
-from hyperlinkr.stats import StatsReader
 from hyperlinkr.storage import META_DB, open_environment
 from workers.analytics import (
     CHECKPOINT_KEY,
@@ -62,34 +62,16 @@ def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
     environment.close()
 
 
-def _push(ring: ListRing, code: str, count: int) -> None:
-    for i in range(count):
-        record = encode_click(code, MAY_1_MS + i, None, FIREFOX, ring.record_bytes)
-        assert ring.push(record) >= 0
-
-
-def _total(env: lmdb.Environment, code: str) -> int:
-    total: int = StatsReader(env).get(code)["clicks"]["total"]
-    return total
-
-
-def _checkpoint(env: lmdb.Environment) -> Checkpoint:
-    with env.begin(db=env.open_db(META_DB)) as txn:
-        raw = txn.get(CHECKPOINT_KEY)
-    assert raw is not None
-    return Checkpoint.unpack(raw)
-
-
 def test_clicks_are_counted_and_released(env: lmdb.Environment) -> None:
     ring = ListRing()
-    _push(ring, "a", 10)
+    push_clicks(ring, "a", 10)
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
 
     assert actor.run_once() == 10
 
-    assert _total(env, "a") == 10
+    assert total_clicks(env, "a") == 10
     assert ring.head == 10
-    assert _checkpoint(env) == Checkpoint(ring.generation, 10)
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, 10)
 
 
 def test_records_pending_between_flushes_are_taken_once(
@@ -97,26 +79,26 @@ def test_records_pending_between_flushes_are_taken_once(
 ) -> None:
     ring = ListRing()
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
-    _push(ring, "a", 3)
+    push_clicks(ring, "a", 3)
     assert actor.run_once() == 3
-    _push(ring, "a", 2)
+    push_clicks(ring, "a", 2)
     assert actor.run_once() == 2
     assert actor.run_once() == 0
 
     actor.flush()
 
-    assert _total(env, "a") == 5
+    assert total_clicks(env, "a") == 5
     assert ring.advance_calls == [5]
 
 
 def test_a_full_batch_flushes_before_the_interval(env: lmdb.Environment) -> None:
     ring = ListRing()
-    _push(ring, "a", 10)
+    push_clicks(ring, "a", 10)
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS, batch_records=4)
 
     assert actor.run_once() == 4
 
-    assert _total(env, "a") == 4
+    assert total_clicks(env, "a") == 4
     assert ring.head == 4
     assert actor.statistics().flushes == 1
 
@@ -126,7 +108,7 @@ def test_crash_after_commit_before_advance_does_not_count_twice(
 ) -> None:
     """The checkpoint committed with the counts lets the next life skip them."""
     ring = ListRing()
-    _push(ring, "a", 7)
+    push_clicks(ring, "a", 7)
     env = open_environment(lmdb_path, MAP_SIZE_BYTES)
     doomed = AnalyticsActor(DiesBeforeAdvance(ring), env, flush_interval_ms=0)
     with pytest.raises(ActorDied):
@@ -138,10 +120,10 @@ def test_crash_after_commit_before_advance_does_not_count_twice(
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
     actor.recover()
     assert ring.head == 7
-    _push(ring, "a", 2)
+    push_clicks(ring, "a", 2)
     assert actor.run_once() == 2
 
-    assert _total(env, "a") == 9
+    assert total_clicks(env, "a") == 9
     env.close()
 
 
@@ -149,17 +131,17 @@ def test_failed_advance_is_recovered_by_the_same_actor(
     env: lmdb.Environment,
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 4)
+    push_clicks(ring, "a", 4)
     flaky = DiesBeforeAdvance(ring)
     actor = AnalyticsActor(flaky, env, flush_interval_ms=0)
     with pytest.raises(ActorDied):
         actor.run_once()
 
     flaky.advance = ring.advance  # type: ignore[method-assign]
-    _push(ring, "a", 1)
+    push_clicks(ring, "a", 1)
     assert actor.run_once() == 1
 
-    assert _total(env, "a") == 5
+    assert total_clicks(env, "a") == 5
     assert ring.head == 5
 
 
@@ -167,7 +149,7 @@ def test_crash_before_commit_counts_the_records_after_restart(
     lmdb_path: Path,
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 5)
+    push_clicks(ring, "a", 5)
     env = open_environment(lmdb_path, MAP_SIZE_BYTES)
     doomed = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
     assert doomed.run_once() == 5  # aggregated, never flushed
@@ -177,7 +159,7 @@ def test_crash_before_commit_counts_the_records_after_restart(
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
     assert actor.run_once() == 5
 
-    assert _total(env, "a") == 5
+    assert total_clicks(env, "a") == 5
     env.close()
 
 
@@ -185,18 +167,18 @@ def test_new_ring_generation_counts_from_its_head(
     env: lmdb.Environment, caplog: pytest.LogCaptureFixture
 ) -> None:
     old_ring = ListRing(generation=1)
-    _push(old_ring, "a", 6)
+    push_clicks(old_ring, "a", 6)
     AnalyticsActor(old_ring, env, flush_interval_ms=0).run_once()
 
     new_ring = ListRing(generation=2)
-    _push(new_ring, "a", 4)
+    push_clicks(new_ring, "a", 4)
     actor = AnalyticsActor(new_ring, env, flush_interval_ms=0)
     actor.recover()
     assert new_ring.advance_calls == []
     assert actor.run_once() == 4
 
-    assert _total(env, "a") == 10
-    assert _checkpoint(env) == Checkpoint(2, 4)
+    assert total_clicks(env, "a") == 10
+    assert stored_checkpoint(env) == Checkpoint(2, 4)
     assert "click ring was recreated" in caplog.text
 
 
@@ -204,15 +186,15 @@ def test_bad_records_are_skipped_counted_and_logged_once_per_flush(
     env: lmdb.Environment, caplog: pytest.LogCaptureFixture
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 2)
+    push_clicks(ring, "a", 2)
     ring.push(b"garbage")
     ring.push(b"")
-    _push(ring, "a", 1)
+    push_clicks(ring, "a", 1)
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
 
     assert actor.run_once() == 5
 
-    assert _total(env, "a") == 3
+    assert total_clicks(env, "a") == 3
     assert ring.head == 5
     assert actor.statistics().bad_records == 2
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
@@ -225,12 +207,12 @@ def test_click_time_no_date_can_name_is_a_bad_record_not_a_crash(
 ) -> None:
     ring = ListRing()
     ring.push(encode_click("a", 2**63, None, FIREFOX, ring.record_bytes))
-    _push(ring, "a", 2)
+    push_clicks(ring, "a", 2)
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
 
     assert actor.run_once() == 3
 
-    assert _total(env, "a") == 2
+    assert total_clicks(env, "a") == 2
     assert ring.head == 3
     assert actor.statistics().bad_records == 1
 
@@ -239,12 +221,12 @@ def test_run_flushes_on_the_interval_and_stops_on_a_callable(
     env: lmdb.Environment,
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 10)
+    push_clicks(ring, "a", 10)
     actor = AnalyticsActor(ring, env, flush_interval_ms=20)
 
     actor.run(lambda: ring.head == ring.tail)
 
-    assert _total(env, "a") == 10
+    assert total_clicks(env, "a") == 10
     assert actor.statistics().flushes == 1
 
 
@@ -252,7 +234,7 @@ def test_run_flushes_once_more_when_the_event_is_set(
     env: lmdb.Environment,
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 3)
+    push_clicks(ring, "a", 3)
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
     stop = threading.Event()
     thread = threading.Thread(target=actor.run, args=(stop,))
@@ -265,13 +247,13 @@ def test_run_flushes_once_more_when_the_event_is_set(
         thread.join(timeout=5)
     assert not thread.is_alive(), "analytics actor deadlocked on stop"
 
-    assert _total(env, "a") == 3
+    assert total_clicks(env, "a") == 3
     assert ring.head == 3
 
 
 def test_statistics_snapshot(env: lmdb.Environment) -> None:
     ring = ListRing()
-    _push(ring, "a", 4)
+    push_clicks(ring, "a", 4)
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
     actor.run_once()
     pending = actor.statistics()
@@ -302,7 +284,7 @@ def test_unreadable_checkpoint_counts_from_the_ring_head(
     with env.begin(write=True, db=env.open_db(META_DB)) as txn:
         txn.put(CHECKPOINT_KEY, b"short")
     ring = ListRing()
-    _push(ring, "a", 1)
+    push_clicks(ring, "a", 1)
     actor = AnalyticsActor(ring, env, flush_interval_ms=0)
 
     assert actor.run_once() == 1
@@ -315,7 +297,7 @@ def test_ring_that_loses_published_records_is_a_contract_error(
     env: lmdb.Environment,
 ) -> None:
     ring = ListRing()
-    _push(ring, "a", 3)
+    push_clicks(ring, "a", 3)
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
     actor.run_once()
     ring._records.clear()

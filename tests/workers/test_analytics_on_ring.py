@@ -18,14 +18,13 @@ from pathlib import Path
 
 import lmdb
 import pytest
-from click_producers import FIREFOX, MAY_1_MS, clicks_then_die_mid_push
+from actor_io import push_clicks, stored_checkpoint, total_clicks
+from click_producers import clicks_then_die_mid_push
 
 import shm
-from hyperlinkr.clicks import encode_click
-from hyperlinkr.stats import StatsReader
-from hyperlinkr.storage import META_DB, open_environment
+from hyperlinkr.storage import open_environment
 from shm import Ring
-from workers.analytics import CHECKPOINT_KEY, AnalyticsActor, Checkpoint
+from workers.analytics import AnalyticsActor, Checkpoint
 
 RECORD_BYTES = 512
 NEVER_MS = 3_600_000
@@ -47,24 +46,6 @@ def ring_name() -> Iterator[str]:
     shm.unlink(name)
 
 
-def _push(ring: Ring, code: str, count: int) -> None:
-    for i in range(count):
-        record = encode_click(code, MAY_1_MS + i, None, FIREFOX, RECORD_BYTES)
-        assert ring.push(record) >= 0
-
-
-def _total(env: lmdb.Environment, code: str) -> int:
-    total: int = StatsReader(env).get(code)["clicks"]["total"]
-    return total
-
-
-def _checkpoint(env: lmdb.Environment) -> Checkpoint:
-    with env.begin(db=env.open_db(META_DB)) as txn:
-        raw = txn.get(CHECKPOINT_KEY)
-    assert raw is not None
-    return Checkpoint.unpack(raw)
-
-
 def _run_until(actor: AnalyticsActor, done: Callable[[], bool]) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not done():
@@ -80,14 +61,14 @@ def test_clicks_arriving_between_polls_are_counted_once_over_laps(
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS, batch_records=8)
     pushed = 0
     for arrival in range(40):
-        _push(ring, "a", arrival % 7)
+        push_clicks(ring, "a", arrival % 7)
         pushed += arrival % 7
         actor.run_once()
     actor.flush()
 
-    assert _total(env, "a") == pushed == actor.statistics().records_seen
+    assert total_clicks(env, "a") == pushed == actor.statistics().records_seen
     assert ring.head == pushed > 4 * ring.capacity
-    assert _checkpoint(env) == Checkpoint(ring.generation, pushed)
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, pushed)
     ring.close()
 
 
@@ -105,15 +86,15 @@ def test_dead_producers_cell_is_skipped_and_covered_by_the_checkpoint(
     finally:
         os.kill(victim.pid or 0, signal.SIGKILL)
         victim.join(DEADLINE_S)
-    _push(ring, "a", 200)
+    push_clicks(ring, "a", 200)
     actor = AnalyticsActor(ring, env, flush_interval_ms=NEVER_MS)
 
     _run_until(actor, lambda: actor.statistics().records_seen == 500)
     actor.flush()
 
-    assert _total(env, "a") == 500
+    assert total_clicks(env, "a") == 500
     assert ring.head == 501  # 300 clicks, the dead producer's cell, 200 clicks
-    assert _checkpoint(env) == Checkpoint(ring.generation, 501)
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, 501)
     assert ring.statistics().skipped == 1
     ring.close()
 
