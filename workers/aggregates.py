@@ -19,12 +19,11 @@ merge (`workers.statsmerge`) keeps the newest `recent_limit`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
-from typing import TypedDict
 from urllib.parse import urlsplit
 
 from hyperlinkr.clicks import Click, ClickRecordError
@@ -187,19 +186,25 @@ class ClickAggregator:
 
     def deltas(self) -> dict[str, LinkDelta]:
         """What the clicks so far add to each link, worked out on each call."""
+        return dict(self.iter_deltas())
+
+    def iter_deltas(self) -> Iterator[tuple[str, LinkDelta]]:
+        """`deltas()` one link at a time, each worked out when it is reached.
+
+        A flush over thousands of links then holds one link's delta at a
+        time beside the tallies, not all of them at once.
+        """
         meaning = _Meaning(self._classify, self._recent_limit)
-        return {code: meaning.delta(tally) for code, tally in self._tallies.items()}
+        for code, tally in self._tallies.items():
+            yield code, meaning.delta(tally)
 
     def clear(self) -> None:
         self._tallies = {}
 
 
-class _Shown(TypedDict):
-    """What a recent click shows of its user agent, in `RecentClick`'s order."""
-
-    browser: str
-    os: str
-    device: str
+# What a recent click shows of its user agent: browser, os, device, in
+# `RecentClick`'s order.
+_Shown = tuple[str, str, str]
 
 
 def _keep_newest(recent: list[_Recent], limit: int) -> None:
@@ -265,9 +270,7 @@ class _Meaning:
         agent = self._agents.get(user_agent)
         if agent is None:
             agent = self._agents[user_agent] = self._classify(user_agent)
-            self._shown[user_agent] = _Shown(
-                browser=agent.browser, os=agent.os, device=agent.device
-            )
+            self._shown[user_agent] = (agent.browser, agent.os, agent.device)
         return agent
 
     def _recent(self, clicks: list[_Recent]) -> list[RecentClick]:
@@ -276,7 +279,7 @@ class _Meaning:
         # Every referrer and user agent of the tally was looked at already.
         hosts, shown = self._hosts, self._shown
         return [
-            {"ts_ms": ts_ms, "referrer": hosts[referrer], **shown[user_agent]}
+            (ts_ms, hosts[referrer], *shown[user_agent])
             for ts_ms, referrer, user_agent in clicks
         ]
 

@@ -35,7 +35,7 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -271,20 +271,13 @@ class AnalyticsActor:
             return
         started_s = time.perf_counter()
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
-        # Worked out before the write transaction: LMDB has one writer at a
-        # time per environment, and the persister commits links to it too.
-        deltas = self._aggregator.deltas()
+        mirrored = self._mirror is not None
+        counted = _Counted(self._aggregator.iter_deltas(), keep_visitors=mirrored)
         with self._env.begin(write=True) as txn:
             merged = merge_into(
-                txn,
-                self._stats_db,
-                deltas,
-                self._recent_limit,
-                keep=self._mirror is not None,
+                txn, self._stats_db, counted, self._recent_limit, keep=mirrored
             )
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
-        visitors = {code: delta.visitors for code, delta in deltas.items()}
-        human, bot = _kinds(deltas.values())
         self._aggregator.clear()
         self._taken = 0
         self._pending_since_s = None
@@ -296,13 +289,13 @@ class AnalyticsActor:
         self._recovered = True
 
         if self._mirror is not None:
-            self._mirror.publish(merged, visitors)
+            self._mirror.publish(merged, counted.visitors)
         self._report_bad_records()
         self._flushes += 1
         self._last_flush_ms = int(time.time() * 1000)
         duration_s = time.perf_counter() - started_s
         self._last_flush_duration_ms = duration_s * 1000
-        record_flush(duration_s, human, bot)
+        record_flush(duration_s, counted.human, counted.bot)
 
     def _report_bad_records(self) -> None:
         if not self._bad_since_flush:
@@ -339,10 +332,22 @@ class AnalyticsActor:
         )
 
 
-def _kinds(deltas: Iterable[LinkDelta]) -> tuple[int, int]:
-    """(human, bot) clicks in `deltas`."""
-    human = bot = 0
-    for delta in deltas:
-        human += delta.human
-        bot += delta.bot
-    return human, bot
+class _Counted:
+    """Passes a flush's (code, delta) pairs on, adding up what it reports."""
+
+    def __init__(
+        self, deltas: Iterator[tuple[str, LinkDelta]], keep_visitors: bool
+    ) -> None:
+        self._deltas = deltas
+        self._keep_visitors = keep_visitors
+        self.human = 0
+        self.bot = 0
+        self.visitors: dict[str, dict[str, set[int]]] = {}
+
+    def __iter__(self) -> Iterator[tuple[str, LinkDelta]]:
+        for code, delta in self._deltas:
+            self.human += delta.human
+            self.bot += delta.bot
+            if self._keep_visitors:
+                self.visitors[code] = delta.visitors
+            yield code, delta

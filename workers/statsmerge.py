@@ -15,7 +15,7 @@ counts keep the newest `MAX_DAYS` days; the recent list keeps the newest
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from operator import itemgetter
 
 import lmdb
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MAP_ENTRIES = 100
 MAX_DAYS = 400
-_BY_TIME = itemgetter("ts_ms")
+_BY_TIME = itemgetter(0)  # a recent click's ts_ms
 
 
 def _bounded_top(counts: dict[str, int], limit: int) -> dict[str, int]:
@@ -128,20 +128,20 @@ def _stored_or_empty(
 def merge_into(
     txn: lmdb.Transaction,
     db: lmdb._Database,
-    deltas: Mapping[str, LinkDelta],
+    deltas: Iterable[tuple[str, LinkDelta]],
     recent_limit: int,
     keep: bool = True,
 ) -> dict[str, StoredStats]:
-    """Add `deltas` to the stats in `db`, inside the caller's write `txn`.
+    """Add `deltas`, (code, delta) pairs, to the stats in `db`, in the caller's `txn`.
 
     Returns the merged stats of every link it touched, or nothing when not
     asked to `keep` them: only the Dragonfly mirror needs them, and a flush
     over many links would hold all of them at once. Each link is read,
     merged and written in turn, so only one link's stats are in memory at
-    a time.
+    a time (and one delta, when `deltas` works them out as it goes).
     """
     merged = {}
-    for code, delta in deltas.items():
+    for code, delta in deltas:
         key = code.encode()
         stats = merge(_stored_or_empty(txn, db, key), delta, recent_limit)
         txn.put(key, dump_stats(stats), db=db)

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from hyperlinkr.clicks import Click
-from hyperlinkr.stats import StatsFormatError, StatsReader, load_stats
+from hyperlinkr.stats import StatsFormatError, StatsReader, load_stats, public_view
 from hyperlinkr.storage import STATS_DB, open_environment
 from workers.aggregates import aggregate
 from workers.statsmerge import merge_into
@@ -32,7 +32,7 @@ def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
 def _record(env: lmdb.Environment, clicks: list[Click]) -> None:
     db = env.open_db(STATS_DB)
     with env.begin(write=True) as txn:
-        merge_into(txn, db, aggregate(clicks), 20)
+        merge_into(txn, db, aggregate(clicks).items(), 20)
 
 
 def test_unclicked_code_has_zeros_and_empty_lists(env: lmdb.Environment) -> None:
@@ -106,9 +106,56 @@ def test_view_is_plain_json(env: lmdb.Environment) -> None:
     assert orjson.loads(body)["code"] == "a"
 
 
+def test_a_layout_1_value_shows_the_same_as_its_layout_2_rewrite(
+    env: lmdb.Environment,
+) -> None:
+    _record(
+        env,
+        [
+            Click("a", MAY_1_MS + 250, "https://x.io/p", IPHONE),
+            Click("a", MAY_1_MS, None, "curl/8.5.0"),
+        ],
+    )
+    current = StatsReader(env).stored("a")
+    fields = ("ts_ms", "referrer", "browser", "os", "device")
+    layout_1 = dict(current, version=1)
+    layout_1["recent"] = [
+        dict(zip(fields, row, strict=True)) for row in current["recent"]
+    ]
+
+    read = load_stats(orjson.dumps(layout_1))
+
+    assert read["version"] == current["version"] == 2
+    assert orjson.dumps(read) == orjson.dumps(current)
+    assert public_view("a", read) == StatsReader(env).get("a")
+
+
+_GOOD: dict[str, object] = {
+    "total": 0,
+    "human": 0,
+    "bot": 0,
+    "first_ts_ms": None,
+    "last_ts_ms": None,
+    "per_day": {},
+    "referrers": {},
+    "browsers": {},
+    "operating_systems": {},
+    "devices": {},
+}
+
+
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"[]", b'{"version": 2}', b'{"version": 1}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"version": 2}',
+        b'{"version": 1}',
+        orjson.dumps(_GOOD | {"version": 3, "recent": []}),
+        orjson.dumps(_GOOD | {"version": 2, "recent": {}}),
+        orjson.dumps(_GOOD | {"version": 1, "recent": [1]}),
+        orjson.dumps(_GOOD | {"version": 1, "recent": [{"ts_ms": 1}]}),
+    ],
 )
 def test_unreadable_stored_value_raises_stats_format_error(raw: bytes) -> None:
     with pytest.raises(StatsFormatError):

@@ -31,7 +31,7 @@ def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
 def _merge(env: lmdb.Environment, clicks: list[Click], recent_limit: int = 5) -> None:
     db = env.open_db(STATS_DB)
     with env.begin(write=True) as txn:
-        merge_into(txn, db, aggregate(clicks), recent_limit)
+        merge_into(txn, db, aggregate(clicks).items(), recent_limit)
 
 
 def _stored(env: lmdb.Environment, code: str) -> StoredStats:
@@ -120,7 +120,7 @@ def test_meaning_is_given_per_distinct_value_in_first_seen_order() -> None:
     assert list(a.per_day.items()) == [("2024-05-02", 1), ("2024-05-01", 2)]
     assert list(a.referrers.items()) == [("y.io", 2), ("x.io", 1)]
     assert list(a.browsers.items()) == [("Googlebot", 1), ("Firefox", 2)]
-    assert [click["browser"] for click in a.recent] == [
+    assert [browser for _, _, browser, _, _ in a.recent] == [
         "Googlebot",
         "Firefox",
         "Firefox",
@@ -146,14 +146,38 @@ def test_recent_list_keeps_the_newest_first_and_is_bounded(
     _merge(env, [Click("a", MAY_1_MS + 10 + i, None, FIREFOX) for i in (1, 0)], 3)
 
     recent = _stored(env, "a")["recent"]
-    assert [click["ts_ms"] - MAY_1_MS for click in recent] == [11, 10, 3]
-    assert recent[0] == {
-        "ts_ms": MAY_1_MS + 11,
-        "referrer": "direct",
-        "browser": "Firefox",
-        "os": "Linux",
-        "device": "desktop",
-    }
+    assert [click[0] - MAY_1_MS for click in recent] == [11, 10, 3]
+    assert list(recent[0]) == [MAY_1_MS + 11, "direct", "Firefox", "Linux", "desktop"]
+
+
+def test_a_layout_1_value_is_rewritten_as_layout_2_with_the_new_counts(
+    env: lmdb.Environment,
+) -> None:
+    old: dict[str, object] = {**empty_stats(), "version": 1, "total": 5, "human": 5}
+    old["recent"] = [
+        {
+            "ts_ms": MAY_1_MS,
+            "referrer": "x.io",
+            "browser": "Safari",
+            "os": "iOS",
+            "device": "mobile",
+        }
+    ]
+    db = env.open_db(STATS_DB)
+    with env.begin(write=True, db=db) as txn:
+        txn.put(b"a", orjson.dumps(old))
+
+    _merge(env, [Click("a", MAY_1_MS + 1, None, FIREFOX)])
+
+    with env.begin(db=db) as txn:
+        value = txn.get(b"a")
+    assert value is not None
+    raw = orjson.loads(value)
+    assert (raw["version"], raw["total"], raw["human"]) == (2, 6, 6)
+    assert raw["recent"] == [
+        [MAY_1_MS + 1, "direct", "Firefox", "Linux", "desktop"],
+        [MAY_1_MS, "x.io", "Safari", "iOS", "mobile"],
+    ]
 
 
 def test_referrer_map_is_bounded_and_overflow_is_summed(
@@ -201,7 +225,7 @@ def test_nothing_is_written_when_the_transaction_aborts(
 ) -> None:
     db = env.open_db(STATS_DB)
     with pytest.raises(RuntimeError), env.begin(write=True) as txn:
-        merge_into(txn, db, aggregate([Click("a", MAY_1_MS, None, None)]), 5)
+        merge_into(txn, db, aggregate([Click("a", MAY_1_MS, None, None)]).items(), 5)
         raise RuntimeError("crash before commit")
 
     with env.begin(db=db) as txn:
