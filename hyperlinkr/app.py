@@ -83,7 +83,7 @@ def create_app(
             app.ctx.tier = async_client(settings.redis_url, settings.redis_cluster)
             app.ctx.visitors = await _visitor_hasher(app.ctx.tier)
         app.ctx.store = LinkStore(node, app.ctx.tier)
-        app.ctx.stats = StatsReader(node.env)
+        app.ctx.stats = StatsReader(node.stats_env, node.env)
         app.ctx.policy = LivePolicy(settings)
         app.ctx.access = Access(settings, KeyRing(settings.api_keys_file), node.limiter)
 

@@ -73,7 +73,12 @@ def _doc(name: str, default: str, meaning: str) -> SettingDoc:
 
 SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc("NODE_NAME", "hyperlinkr", "names this node's shared-memory segments"),
-    _doc("DATA_DIR", "./data", "directory of the LMDB environment"),
+    _doc(
+        "DATA_DIR",
+        "./data",
+        "directory of the LMDB environments (links there, click stats in "
+        "`stats/`)",
+    ),
     _doc("HOST", "127.0.0.1", "address the HTTP server binds"),
     _doc("PORT", "8000", "TCP port (plain PORT is used when this is unset)"),
     _doc("WORKERS", "CPU count", "web worker processes, 1..64"),
@@ -108,7 +113,11 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         ",".join(sorted(DEFAULT_SHORTENER_HOSTS)),
         "other shorteners' hosts, refused to prevent redirect chains",
     ),
-    _doc("LMDB_MAP_SIZE_MB", "1024", "largest size the LMDB file may grow to"),
+    _doc(
+        "LMDB_MAP_SIZE_MB",
+        "1024",
+        "largest size each LMDB file (links, stats) may grow to",
+    ),
     _doc(
         "DEFAULT_FORWARD_QUERY",
         "false",

@@ -31,7 +31,7 @@ import lmdb
 import shm
 from hyperlinkr.config import Settings
 from hyperlinkr.linkstore import MAX_MUTATION_BYTES
-from hyperlinkr.storage import open_environment
+from hyperlinkr.storage import open_environment, open_stats_environment
 from shm.ratelimit import RateLimiter
 
 __all__ = [
@@ -91,14 +91,15 @@ def unlink_segments(settings: Settings) -> list[str]:
 
 @dataclass(slots=True)
 class Node:
-    """Everything a web worker holds: the three segments and LMDB."""
+    """Everything a web worker holds: the segments and both LMDB environments."""
 
     settings: Settings
     table: shm.Table
     clicks: shm.Ring
     writes: shm.Ring
     limiter: RateLimiter
-    env: lmdb.Environment
+    env: lmdb.Environment  # links
+    stats_env: lmdb.Environment
 
     @classmethod
     def open(cls, settings: Settings) -> Node:
@@ -113,13 +114,21 @@ class Node:
             limiter = open_limiter(settings)
             opened.append(limiter)
             env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
+            try:
+                stats_env = open_stats_environment(
+                    settings.data_dir, settings.lmdb_map_size_bytes
+                )
+            except BaseException:
+                env.close()
+                raise
         except BaseException:
             for segment in opened:
                 segment.close()
             raise
-        return cls(settings, table, clicks, writes, limiter, env)
+        return cls(settings, table, clicks, writes, limiter, env, stats_env)
 
     def close(self) -> None:
+        self.stats_env.close()
         self.env.close()
         for segment in (self.table, self.clicks, self.writes, self.limiter):
             segment.close()

@@ -191,19 +191,34 @@ def _public_recent(click: RecentClick) -> dict[str, Any]:
 
 
 class StatsReader:
-    """Reads what the analytics actor wrote; cheap, any process, any thread."""
+    """Reads what the analytics actor wrote; cheap, any process, any thread.
 
-    def __init__(self, env: lmdb.Environment) -> None:
-        self._env = env
-        self._db = env.open_db(STATS_DB)
+    `env` is the stats environment. Given `moving_from`, the links
+    environment, a link is looked for there first: the actor of a node
+    upgraded from before the stats environment moves old stats over when
+    it starts (`workers.statsmove`), copying them all before it deletes
+    the old ones and counting nothing until both are done. So a value
+    found there is current, and a link not found there has its current
+    stats (or none) in `env`, whenever the read happens. Once moved, the
+    old database is empty and costs one more lookup per read.
+    """
+
+    def __init__(
+        self, env: lmdb.Environment, moving_from: lmdb.Environment | None = None
+    ) -> None:
+        self._envs = [(env, env.open_db(STATS_DB))]
+        if moving_from is not None:
+            self._envs.insert(0, (moving_from, moving_from.open_db(STATS_DB)))
 
     def stored(self, code: str) -> StoredStats:
         """The stored record of `code`, or empty stats if it has none."""
-        with self._env.begin(db=self._db) as txn:
-            raw = txn.get(code.encode())
-        if raw is None:
-            return empty_stats()
-        return load_stats(raw)
+        key = code.encode()
+        for env, db in self._envs:
+            with env.begin(db=db) as txn:
+                raw = txn.get(key)
+            if raw is not None:
+                return load_stats(raw)
+        return empty_stats()
 
     def get(self, code: str) -> dict[str, Any]:
         """The public stats of `code`; zeros and empty lists when unclicked."""

@@ -1,12 +1,25 @@
-"""Opening the node's LMDB environment, and the names of its databases.
+"""Opening the node's two LMDB environments, and the names of their databases.
 
-Every process opens its own environment after it starts (LMDB handles must
-never cross fork or spawn). The persister is the only writer of `links`
-and of its two indexes, `urls` (URL digest + code, for `"reuse": true`)
-and `idempotency` (idempotency key digest -> code, for repeated creates),
-and of `outbox` (this node's changes not yet published to Dragonfly);
-the analytics actor is the only writer of `stats` and of its ring
-checkpoint in `meta`. Everybody else only reads.
+Every process opens its own environments after it starts (LMDB handles
+must never cross fork or spawn).
+
+- The links environment, `HYPERLINKR_DATA_DIR` itself: the persister is
+  the only writer of `links` and of its two indexes, `urls` (URL digest +
+  code, for `"reuse": true`) and `idempotency` (idempotency key digest ->
+  code, for repeated creates), and of `outbox` (this node's changes not
+  yet published to Dragonfly).
+- The stats environment, `HYPERLINKR_DATA_DIR/stats`: the analytics actor
+  is the only writer of `stats` and of its ring checkpoint in `meta`.
+
+LMDB allows one write transaction at a time per environment. Apart, an
+analytics flush (which rewrites the stats of thousands of links) never
+holds up the persister's commit of a new link, and the actor can write
+through a writable memory map: a write transaction's dirty pages are then
+the file's own pages, not pages liblmdb allocates and keeps for reuse for
+the life of the environment (tens of MB after a flush over thousands of
+links). LMDB warns against mixing writers with and without a writable map
+on one environment; the stats environment has one writer, always with it.
+Everybody else only reads.
 """
 
 from __future__ import annotations
@@ -21,8 +34,11 @@ __all__ = [
     "META_DB",
     "OUTBOX_DB",
     "STATS_DB",
+    "STATS_SUBDIR",
     "URLS_DB",
     "open_environment",
+    "open_stats_environment",
+    "stats_path",
 ]
 
 LINKS_DB = b"links"
@@ -32,18 +48,46 @@ URLS_DB = b"urls"
 IDEMPOTENCY_DB = b"idempotency"
 OUTBOX_DB = b"outbox"
 
+STATS_SUBDIR = "stats"
+
 _MAX_DBS = 8
 _MAX_READERS = 512
+_LINKS_DBS = (LINKS_DB, STATS_DB, META_DB, URLS_DB, IDEMPOTENCY_DB, OUTBOX_DB)
+_STATS_DBS = (STATS_DB, META_DB)
 
 
-def open_environment(
-    path: Path, map_size_bytes: int, *, readonly: bool = False
-) -> lmdb.Environment:
-    """Open (creating if needed) the environment at `path` with every database.
+def open_environment(path: Path, map_size_bytes: int) -> lmdb.Environment:
+    """Open (creating if needed) the links environment at `path`.
 
     Writes are synced on commit (`sync=True`): a committed transaction is on
     disk before `commit()` returns, which is what "durable" means here.
+    `stats` and `meta` are opened too: nodes before stats had their own
+    environment kept them here, and the analytics actor moves them out
+    (`workers.statsmove`).
     """
+    return _open(path, map_size_bytes, _LINKS_DBS, writemap=False)
+
+
+def stats_path(data_dir: Path) -> Path:
+    return data_dir / STATS_SUBDIR
+
+
+def open_stats_environment(
+    data_dir: Path, map_size_bytes: int, *, writer: bool = False
+) -> lmdb.Environment:
+    """Open (creating if needed) the stats environment under `data_dir`.
+
+    Only the analytics actor passes `writer=True`, which maps the file
+    writable; with it LMDB sizes the file to `map_size_bytes` at once (a
+    sparse file: disk blocks are used as pages are written). Commits are
+    synced as in the links environment.
+    """
+    return _open(stats_path(data_dir), map_size_bytes, _STATS_DBS, writemap=writer)
+
+
+def _open(
+    path: Path, map_size_bytes: int, names: tuple[bytes, ...], *, writemap: bool
+) -> lmdb.Environment:
     path.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(
         str(path),
@@ -54,7 +98,8 @@ def open_environment(
         metasync=True,
         lock=True,
         readahead=False,
+        writemap=writemap,
     )
-    for name in (LINKS_DB, STATS_DB, META_DB, URLS_DB, IDEMPOTENCY_DB, OUTBOX_DB):
+    for name in names:
         env.open_db(name)
     return env

@@ -1,6 +1,7 @@
 """The bodies of the actor processes, as their supervisors start them.
 
-Each opens its own LMDB environment and attaches the node's segments
+Each opens its own LMDB environment (the persister the links one, the
+analytics actor the stats one) and attaches the node's segments
 after it starts, runs until SIGINT or SIGTERM, finishes its batch (the
 persister drains the write ring, the analytics actor flushes what it
 counted) and returns an exit code for its supervisor. Each beats its
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from hyperlinkr.config import Settings
 from hyperlinkr.health import Heartbeat, Progress, beating
 from hyperlinkr.node import open_click_ring, open_table, open_write_ring
-from hyperlinkr.storage import open_environment
+from hyperlinkr.storage import open_environment, open_stats_environment
 
 if TYPE_CHECKING:
     from workers.analytics import AnalyticsActor
@@ -87,9 +88,16 @@ def batch_records_for(ring_capacity: int) -> int:
 
 def run_analytics(settings: Settings) -> int:
     from workers.analytics import AnalyticsActor
+    from workers.statsmove import move_stats
 
     stop = StopFlag()
-    env = open_environment(settings.data_dir, settings.lmdb_map_size_bytes)
+    map_size = settings.lmdb_map_size_bytes
+    env = open_stats_environment(settings.data_dir, map_size, writer=True)
+    links_env = open_environment(settings.data_dir, map_size)
+    try:
+        move_stats(links_env, env)
+    finally:
+        links_env.close()
     clicks = open_click_ring(settings)
     try:
         mirror = None
