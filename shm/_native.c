@@ -48,9 +48,18 @@
  * read). 0 is an empty way. A full bucket evicts its oldest way. Probe
  * length is bounded by 8 whatever the load, so no tombstones are needed.
  *
+ * A key's bucket is ((hash & 0xffffffff) * bucket_count) >> 32: the low 32
+ * bits of the hash scaled onto [0, bucket_count) by one multiply (Lemire's
+ * multiply-shift), so bucket_count need not be a power of two and the
+ * index is sized to the entries it must hold, not rounded up to the next
+ * power (up to twice as much memory). The tag is bits 48-63, so bucket
+ * and tag never share a bit: keys of one bucket differ in tag as often as
+ * any two keys. The product fits 64 bits while bucket_count <= 2^32,
+ * which init_table and TableCore refuse to exceed.
+ *
  *   table region (offsets from the region base)
  *   0      u64 seed            hash seed, random per segment
- *   8      u64 bucket_count    power of two
+ *   8      u64 bucket_count    1 to 2^32, any value
  *   16     u64 arena_bytes     multiple of 8
  *   64     u64 head            next free absolute log offset (fetch-add)
  *   128    stats blocks        STATS_BLOCKS x 128 B, one per process:
@@ -137,6 +146,7 @@
 #define REC_HEADER 40
 #define OFFSET_BITS 48
 #define OFFSET_MASK ((UINT64_C(1) << OFFSET_BITS) - 1)
+#define MAX_BUCKETS (UINT64_C(1) << 32)
 #define FLAG_NEGATIVE 1u
 
 #define TABLE_HEADER 128
@@ -359,7 +369,7 @@ typedef struct {
     PyObject_HEAD
     Region region;
     uint64_t seed;
-    uint64_t bucket_mask;
+    uint64_t bucket_count;
     uint64_t arena_bytes;
     uint64_t *head;
     uint64_t *index;
@@ -375,6 +385,19 @@ table_region_bytes(uint64_t bucket_count, uint64_t arena_bytes)
                         bucket_count * WAYS * 8 + arena_bytes);
 }
 
+/* Whether a region header describes a table that fits `len` bytes from
+ * `offset`. Each field is bounded before the sizes are added, so a
+ * corrupt header cannot overflow the sum into a small region and have
+ * the index or the arena bound past the end of the buffer. */
+static int
+table_header_fits(const uint64_t *hdr, Py_ssize_t offset, Py_ssize_t len)
+{
+    if (hdr[1] == 0 || hdr[1] > MAX_BUCKETS || hdr[2] < 4096 ||
+        hdr[2] % 8 != 0 || hdr[2] > (uint64_t)len)
+        return 0;
+    return offset + table_region_bytes(hdr[1], hdr[2]) <= len;
+}
+
 static void
 table_bind(TableCore *t)
 {
@@ -382,7 +405,7 @@ table_bind(TableCore *t)
     char *blocks = t->region.base + TABLE_HEADER;
 
     t->seed = hdr[0];
-    t->bucket_mask = hdr[1] - 1;
+    t->bucket_count = hdr[1];
     t->arena_bytes = hdr[2];
     t->head = &hdr[8];
     t->index = (uint64_t *)(blocks + STATS_BLOCKS * 8 * STATS_BLOCK_WORDS);
@@ -542,7 +565,8 @@ append_record(TableCore *t, const RecordHeader *h, const char *key,
 static uint64_t *
 bucket_of(TableCore *t, uint64_t hash)
 {
-    return t->index + (hash & t->bucket_mask) * WAYS;
+    uint64_t bucket = ((hash & UINT64_C(0xffffffff)) * t->bucket_count) >> 32;
+    return t->index + bucket * WAYS;
 }
 
 /* Drop every entry for this key in the bucket except `keep`. */
@@ -752,7 +776,7 @@ static PyObject *
 TableCore_counters(TableCore *self, PyObject *Py_UNUSED(ignored))
 {
     uint64_t totals[TS_COUNT], entries = 0, abs, i;
-    uint64_t n = (self->bucket_mask + 1) * WAYS;
+    uint64_t n = self->bucket_count * WAYS;
     Record r;
 
     REQUIRE_OPEN(self->region);
@@ -793,12 +817,13 @@ TableCore_init(TableCore *self, PyObject *args, PyObject *kwds)
     if (region_open(&self->region, buffer, offset, TABLE_HEADER) < 0)
         return -1;
     hdr = (uint64_t *)self->region.base;
-    if (offset + table_region_bytes(hdr[1], hdr[2]) > self->region.view.len ||
-        hdr[1] == 0 || (hdr[1] & (hdr[1] - 1)) != 0 || hdr[2] < 4096 ||
-        hdr[2] % 8 != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "table region header is not initialised or does not "
-                        "fit the buffer");
+    if (!table_header_fits(hdr, offset, self->region.view.len)) {
+        PyErr_Format(PyExc_ValueError,
+                     "table region header (bucket_count %llu, arena_bytes "
+                     "%llu) is not initialised or does not fit the buffer: "
+                     "expected 1 to 2^32 buckets and an arena of at least "
+                     "4096 bytes, a multiple of 8",
+                     (unsigned long long)hdr[1], (unsigned long long)hdr[2]);
         return -1;
     }
     Py_INCREF(negative);
@@ -1337,6 +1362,14 @@ native_init_table(PyObject *Py_UNUSED(m), PyObject *args)
                           &seed) ||
         word_at(&view, offset, &hdr) < 0)
         return NULL;
+    if (buckets == 0 || buckets > MAX_BUCKETS) {
+        PyErr_Format(PyExc_ValueError,
+                     "bucket_count=%llu: expected 1 to 2^32 (the bucket "
+                     "mapping multiplies it by 32 bits of the hash)",
+                     buckets);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
     hdr[0] = seed;
     hdr[1] = buckets;
     hdr[2] = arena;
@@ -1409,7 +1442,8 @@ static PyMethodDef native_methods[] = {
     {"ring_region_bytes", native_ring_region_bytes, METH_VARARGS,
      "ring_region_bytes(capacity, record_bytes) -> bytes needed"},
     {"init_table", native_init_table, METH_VARARGS,
-     "init_table(buffer, offset, bucket_count, arena_bytes, seed)"},
+     "init_table(buffer, offset, bucket_count, arena_bytes, seed); "
+     "bucket_count from 1 to MAX_BUCKET_COUNT"},
     {"init_ring", native_init_ring, METH_VARARGS,
      "init_ring(buffer, offset, capacity, record_bytes, generation)"},
     {"set_test_hook", native_set_test_hook, METH_O,
@@ -1424,6 +1458,20 @@ static struct PyModuleDef native_module = {
     "Atomics, the L1 table and the rings, in C (see the file's header).",
     -1, native_methods, NULL, NULL, NULL, NULL,
 };
+
+/* PyModule_AddIntConstant takes a C long, which need not hold 2^32. */
+static int
+add_u64_constant(PyObject *m, const char *name, uint64_t value)
+{
+    PyObject *obj = PyLong_FromUnsignedLongLong(value);
+    int rc;
+
+    if (obj == NULL)
+        return -1;
+    rc = PyModule_AddObjectRef(m, name, obj);
+    Py_DECREF(obj);
+    return rc;
+}
 
 PyMODINIT_FUNC
 PyInit__native(void)
@@ -1442,6 +1490,7 @@ PyInit__native(void)
         PyModule_AddIntConstant(m, "MAX_KEY_BYTES", MAX_KEY) < 0 ||
         PyModule_AddIntConstant(m, "MAX_VALUE_BYTES", MAX_VALUE) < 0 ||
         PyModule_AddIntConstant(m, "RECORD_HEADER_BYTES", REC_HEADER) < 0 ||
+        add_u64_constant(m, "MAX_BUCKET_COUNT", MAX_BUCKETS) < 0 ||
         PyModule_AddIntConstant(m, "HOOK_PUSH_RESERVED",
                                 HOOK_PUSH_RESERVED) < 0 ||
         PyModule_AddIntConstant(m, "HOOK_PUSH_MID_COPY",

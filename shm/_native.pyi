@@ -26,6 +26,7 @@ _Negative = TypeVar("_Negative")
 MAX_KEY_BYTES: Final = 32
 MAX_VALUE_BYTES: Final = 2048
 RECORD_HEADER_BYTES: Final = 40
+MAX_BUCKET_COUNT: Final = 4294967296
 
 HOOK_PUSH_RESERVED: Final = 1
 HOOK_PUSH_MID_COPY: Final = 2
@@ -117,7 +118,9 @@ def init_table(
     arena_bytes: int,
     seed: int,
     /,
-) -> None: ...
+) -> None:
+    """Write a fresh table header; bucket_count from 1 to MAX_BUCKET_COUNT."""
+
 def init_ring(
     buffer: WriteableBuffer,
     offset: int,

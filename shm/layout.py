@@ -47,7 +47,7 @@ from shm.errors import LayoutMismatch, SegmentNotReady
 __all__ = ["HEADER_BYTES", "Kind", "Segment", "SegmentSpec", "unlink"]
 
 MAGIC = b"HLKRSHM1"
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 HEADER_BYTES = 4096
 _HEADER = struct.Struct("<8sIIQQQQQ")
 _INITIALISED_OFFSET = 56

@@ -8,6 +8,7 @@ import pytest
 
 import shm
 from shm import LayoutMismatch, Ring, SegmentNotReady, Table
+from shm.layout import LAYOUT_VERSION
 
 Names = Callable[[], str]
 
@@ -25,6 +26,19 @@ def test_attach_with_another_kind_is_refused(segment_name: Names) -> None:
     name = segment_name()
     Ring.create_or_attach(name, 8, 8).close()
     with pytest.raises(LayoutMismatch, match="holds ring"):
+        Table.create_or_attach(name, 100)
+
+
+def test_a_segment_of_an_older_layout_version_is_refused(
+    segment_name: Names,
+) -> None:
+    """An older process's segment of the same sizes is never attached."""
+    name = segment_name()
+    Table.create_or_attach(name, 100).close()
+    with open(f"/dev/shm/{name}", "r+b") as raw:
+        raw.seek(8)
+        raw.write((LAYOUT_VERSION - 1).to_bytes(4, "little"))
+    with pytest.raises(LayoutMismatch, match=f"holds table v{LAYOUT_VERSION - 1} "):
         Table.create_or_attach(name, 100)
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+import struct
 import time
 from collections.abc import Callable
 
 import pytest
 
-from shm import NEGATIVE, Table
+from shm import NEGATIVE, Table, _native
 
 Names = Callable[[], str]
 
@@ -82,13 +84,22 @@ def test_full_table_evicts_instead_of_failing(segment_name: Names) -> None:
 
 
 def test_hot_entries_survive_a_wrapping_log(segment_name: Names) -> None:
-    """A key read regularly is promoted and outlives a stream of new keys."""
+    """A key read regularly is promoted and outlives a stream of new keys.
+
+    Without promotion it would miss once per lap of the log, 45 times here.
+    A full bucket can still evict it early (8 new keys in its bucket between
+    two promotions: one run in 50), so a miss is refilled, as the store
+    does, and counted.
+    """
     table = Table.create_or_attach(segment_name(), 1000)
     table.put(b"hot", b"stay")
+    misses = 0
     for i in range(50_000):
         table.put(b"cold-%d" % i, b"c" * 100)
-        if i % 100 == 0:
-            assert table.get(b"hot") == b"stay"
+        if i % 100 == 0 and table.get(b"hot") != b"stay":
+            misses += 1
+            table.put(b"hot", b"stay")
+    assert misses <= 2
     assert table.statistics().promotions > 0
     table.close()
 
@@ -126,3 +137,80 @@ def test_two_million_small_entries_fit_in_450_mib(segment_name: Names) -> None:
     table = Table.create_or_attach(segment_name(), 2_000_000)
     assert table.memory_bytes <= 450 * 2**20
     table.close()
+
+
+def test_a_table_of_any_capacity_finds_every_key_it_holds(
+    segment_name: Names,
+) -> None:
+    """1000 entries take 375 buckets, not a power of two; a full bucket
+    evicts its oldest entry, 0.09% of them expected, and nothing else is
+    lost."""
+    table = Table.create_or_attach(segment_name(), 1000)
+    keys = [b"key-%d" % i for i in range(1000)]
+    for key in keys:
+        assert table.put(key, key)
+    stats = table.statistics()
+    hits = sum(1 for key in keys if table.get(key) == key)
+    assert stats.entries == hits == 1000 - stats.evictions
+    assert stats.evictions <= 8
+    table.close()
+
+
+def test_keys_spread_over_every_bucket(segment_name: Names) -> None:
+    """The bucket mapping reaches the top of a 375-bucket index, not only
+    the buckets below a power of two."""
+    name = segment_name()
+    table = Table.create_or_attach(name, 1000)
+    for i in range(1000):
+        table.put(b"key-%d" % i, b"v")
+    used = _ways_used_per_bucket(name)
+    assert len(used) == 375
+    assert 250 <= sum(used[250:]) <= 420  # a third of 1000, +- 5 sd
+    for i in range(1000, 20_000):
+        table.put(b"key-%d" % i, b"v")
+    assert 0 not in _ways_used_per_bucket(name)  # about 53 puts per bucket
+    table.close()
+
+
+def _ways_used_per_bucket(name: str) -> list[int]:
+    """Non-empty index ways of each bucket, read from the segment's bytes
+    (the index ends where the arena starts; see shm/_native.c)."""
+    with open(f"/dev/shm/{name}", "rb") as raw:
+        segment = raw.read()
+    buckets, arena_bytes = struct.unpack_from("<QQ", segment, 24)
+    index_end = len(segment) - arena_bytes
+    index = memoryview(segment)[index_end - buckets * 64 : index_end]
+    ways = index.cast("Q")
+    return [8 - ways[b * 8 : b * 8 + 8].tolist().count(0) for b in range(buckets)]
+
+
+def test_a_capacity_past_the_largest_index_is_refused(
+    segment_name: Names,
+) -> None:
+    name = segment_name()
+    too_many = _native.MAX_BUCKET_COUNT * 8 // 3 + 8
+    with pytest.raises(ValueError, match="expected at most"):
+        Table.create_or_attach(name, too_many)
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+@pytest.mark.parametrize("buckets", [0, 2**32 + 1])
+def test_init_table_refuses_a_bucket_count_out_of_range(buckets: int) -> None:
+    region = bytearray(_native.table_region_bytes(1, 4096))
+    with pytest.raises(ValueError, match="bucket_count"):
+        _native.init_table(region, 0, buckets, 4096, 1)
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [(1, 0), (1, 2**32 + 1), (1, 2**58), (1, 2**64 - 1), (2, 2**63), (2, 8)],
+)
+def test_a_corrupt_region_header_is_refused(word: int, value: int) -> None:
+    """Each field is bounded before the sizes are added: 2^58 buckets or a
+    2^63-byte arena wrap the sum to a region that seems to fit."""
+    region = bytearray(_native.table_region_bytes(1, 4096))
+    _native.init_table(region, 0, 1, 4096, 1)
+    _native.TableCore(region, 0, NEGATIVE).close()
+    struct.pack_into("<Q", region, 8 * word, value)
+    with pytest.raises(ValueError, match="does not fit"):
+        _native.TableCore(region, 0, NEGATIVE)
