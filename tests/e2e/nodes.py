@@ -55,6 +55,8 @@ class RunningNode:
             HYPERLINKR_WORKERS="2",
             HYPERLINKR_L1_CAPACITY_ENTRIES="20000",
             HYPERLINKR_LMDB_MAP_SIZE_MB="64",
+            # Stats sooner than the default's second: tests wait for them.
+            HYPERLINKR_FLUSH_INTERVAL_MS="200",
             # Tests that are about limits turn them on; the rest send bursts.
             HYPERLINKR_CREATE_RATE_PER_MIN="0",
             HYPERLINKR_REDIRECT_RATE_PER_S="0",

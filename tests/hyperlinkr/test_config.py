@@ -25,7 +25,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.negative_ttl_s == 5.0
     assert settings.click_ring_records == 65536
     assert settings.write_ring_records == 4096
-    assert settings.flush_interval_ms == 200
+    assert settings.flush_interval_ms == 1000
     assert settings.recent_clicks == 50
     assert settings.default_redirect_status == 302
     assert settings.allowed_schemes == frozenset({"http", "https"})
