@@ -57,10 +57,10 @@ def _child_argv(role: str, *extra: str) -> list[str]:
 def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
     specs = []
     if "web" in roles:
-        from hyperlinkr.server import bind_listener
+        from hyperlinkr.server import bind_listeners
 
-        listener = bind_listener(settings.host, settings.port)
-        fd = listener.detach()
+        listeners = bind_listeners(settings.host, settings.port, settings.workers)
+        fds = [listener.detach() for listener in listeners]
         logger.info(
             "listening on %s:%d with %d workers",
             settings.host,
@@ -69,7 +69,7 @@ def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
         )
         specs += [
             ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,), role="web")
-            for i in range(settings.workers)
+            for i, fd in enumerate(fds)
         ]
     for role in ("analytics", "persister"):
         if role in roles:

@@ -29,7 +29,7 @@ from hyperlinkr.app import create_app
 from hyperlinkr.config import Settings
 from hyperlinkr.fastpath import FastRedirectProtocol, statistics
 from hyperlinkr.routes import json_response
-from hyperlinkr.server import bind_listener
+from hyperlinkr.server import bind_listeners
 from hyperlinkr.supervisor import ChildSpec, Supervisor, die_with_parent
 
 STATISTICS_PATH = "/_fastpath/statistics"
@@ -70,13 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env(os.environ)
     if args.child_fd is not None:
         return serve(settings, args.child_fd, not args.sanic)
-    fd = bind_listener("127.0.0.1", args.port).detach()
-    argv_child = [sys.executable, "-m", "tests.e2e.fastpath_server"]
-    argv_child += ["--port", str(args.port), "--child-fd", str(fd)]
-    argv_child += ["--sanic"] if args.sanic else []
-    specs = [
-        ChildSpec(f"web worker {i}", argv_child, (fd,)) for i in range(args.workers)
-    ]
+    listeners = bind_listeners("127.0.0.1", args.port, args.workers)
+    specs = []
+    for i, listener in enumerate(listeners):
+        fd = listener.detach()
+        argv_child = [sys.executable, "-m", "tests.e2e.fastpath_server"]
+        argv_child += ["--port", str(args.port), "--child-fd", str(fd)]
+        argv_child += ["--sanic"] if args.sanic else []
+        specs.append(ChildSpec(f"web worker {i}", argv_child, (fd,)))
     return Supervisor("fastpath-web", specs).run()
 
 
