@@ -18,6 +18,8 @@ puts bounded wrk load on it, scenario by scenario:
                     larger than L1, with the L1 hit ratio it produced
     stats           GET /stats/{code}
     shorten         POST /shorten, each URL new (fsync'd before 201)
+    shorten-paced   the same, paced at 5,000/s on 64 connections: p99
+                    at the rate the shorten bar names
     mixed           90% redirect, 5% shorten, 5% stats
 
 For each it reports requests/s, latency percentiles, errors, CPU per

@@ -17,13 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.load.measure import Measurement
+from benchmarks.load.workload import SHORTEN_PACED_PER_S
 
 __all__ = ["Verdict", "judge"]
 
 REDIRECT_SPEEDUP = 2.0
 HALF_LOAD_P99_MS = 1.0
-SHORTEN_PER_S = 5000.0
+SHORTEN_PER_S = SHORTEN_PACED_PER_S  # the shorten bar's rate, offered as such
 SHORTEN_P99_MS = 20.0
+# A paced scenario whose target answered at least this share of the rate
+# it was offered kept up with it (wrk's pacing itself loses a little).
+KEPT_UP_SHARE = 0.97
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,29 @@ def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
     shorten = by_key.get(("node", "shorten"))
     if shorten is not None:
         rate = shorten.wrk.requests_per_s
-        found += [
-            Verdict("shorten req/s", rate, SHORTEN_PER_S, "/s", True),
-            Verdict("shorten p99", shorten.wrk.p99_ms, SHORTEN_P99_MS, "ms", False),
-        ]
+        found.append(Verdict("shorten req/s", rate, SHORTEN_PER_S, "/s", True))
+    paced = by_key.get(("node", "shorten-paced"))
+    if paced is not None:
+        # p99 at the bar's rate; `shorten`'s own p99 (at the maximum rate,
+        # with every connection queued) is in the table beside it. Short
+        # of the offered rate, the node did not keep up: that p99 is the
+        # one judged all the same, and the achieved rate is printed above.
+        found.append(
+            Verdict(
+                f"shorten p99 at {SHORTEN_PER_S:,.0f}/s offered",
+                paced.wrk.p99_ms,
+                SHORTEN_P99_MS,
+                "ms",
+                False,
+            )
+        )
+        found.append(
+            Verdict(
+                "shorten-paced achieved/offered",
+                paced.wrk.requests_per_s / SHORTEN_PER_S,
+                KEPT_UP_SHARE,
+                "",
+                True,
+            )
+        )
     return found

@@ -120,13 +120,14 @@ def _load_node(
     rate_per_s: float | None = None
     for name in NODE_SCENARIOS:
         scenario = workload.scenarios[name]
+        paced = scenario.paced_connections is not None
         measurement = measure(
             node,
             scenario,
             options.duration_s,
             options.connections,
             options.threads,
-            rate_per_s if scenario.paced_connections is not None else None,
+            (scenario.rate_per_s or rate_per_s) if paced else None,
         )
         report.measurements.append(measurement)
         if name == "redirect-hot":

@@ -28,6 +28,7 @@ __all__ = [
     "BASELINE_SCENARIOS",
     "NODE_SCENARIOS",
     "PACED_SHARE",
+    "SHORTEN_PACED_PER_S",
     "Scenario",
     "Workload",
     "seed_urls",
@@ -45,6 +46,11 @@ ZIPF_WARMUP_S = 1
 # the rate and each connection waits between requests.
 PACED_SHARE = 0.5
 PACED_CONNECTIONS = 16
+# shorten-paced offers the rate the shorten bar names, on as many
+# connections as the unpaced scenarios: p99 at that rate, where `shorten`
+# gives the maximum rate and the latency of 64 connections queued for it.
+SHORTEN_PACED_PER_S = 5000.0
+SHORTEN_PACED_CONNECTIONS = 64
 
 NODE_SCENARIOS = (
     "redirect-hot",
@@ -52,6 +58,7 @@ NODE_SCENARIOS = (
     "redirect-zipf",
     "stats",
     "shorten",
+    "shorten-paced",
     "mixed",
 )
 BASELINE_SCENARIOS = ("redirect-hot", "redirect-zipf")
@@ -63,9 +70,11 @@ class Scenario:
     script: Path
     description: str
     warmup_s: int = 0
-    # A paced scenario offers the rate the harness gives it, on this many
-    # connections; None for the others, which offer all they can.
+    # A paced scenario offers a set rate on this many connections: its own
+    # `rate_per_s`, or (None) the one the harness gives it. None for the
+    # others, which offer all they can.
     paced_connections: int | None = None
+    rate_per_s: float | None = None
 
 
 def seed_urls(count: int) -> list[str]:
@@ -111,11 +120,12 @@ def _write_scenarios(
         codes_file: Path | None,
         description: str,
         params: Mapping[str, object],
+        paced: tuple[int, float | None] | None = None,
     ) -> Scenario:
         script = write_script(directory, name, body, codes_file, **params)
         warmup_s = ZIPF_WARMUP_S if body == "zipf" else 0
-        paced = PACED_CONNECTIONS if body.startswith("paced-") else None
-        return Scenario(name, script, description, warmup_s, paced)
+        connections, rate_per_s = paced or (None, None)
+        return Scenario(name, script, description, warmup_s, connections, rate_per_s)
 
     hot_params = {"path_prefix": "/", "kind": "redirect", **common}
     stats_params = {"path_prefix": "/stats/", "kind": "stats", **common}
@@ -139,6 +149,7 @@ def _write_scenarios(
             f"redirect-hot's codes, paced at {PACED_SHARE:.0%} of its "
             f"requests/s on {PACED_CONNECTIONS} connections",
             hot_params,
+            paced=(PACED_CONNECTIONS, None),
         ),
         scenario(
             "redirect-zipf",
@@ -156,6 +167,15 @@ def _write_scenarios(
         ),
         scenario(
             "shorten", "shorten", None, "POST /shorten, a new URL each time", common
+        ),
+        scenario(
+            "shorten-paced",
+            "paced-shorten",
+            None,
+            f"POST /shorten paced at {SHORTEN_PACED_PER_S:,.0f}/s on "
+            f"{SHORTEN_PACED_CONNECTIONS} connections",
+            common,
+            paced=(SHORTEN_PACED_CONNECTIONS, SHORTEN_PACED_PER_S),
         ),
         scenario(
             "mixed",
