@@ -5,6 +5,12 @@ The configuration is `nginx.conf.template` beside this module with its
 link. URLs go into the map verbatim, so one that nginx would read as
 something else (a quote, a backslash, a `$` variable, a `;`) is refused
 rather than escaped: the harness only shortens plain example URLs.
+
+nginx matches a map's strings ignoring case, and refuses a map with two
+keys that differ only in case ("conflicting parameter"). Codes are
+case-sensitive base62, and 100,000 of them hold such a pair in about one
+run in sixteen, so the map keeps the first of each; a request for the
+other gets the kept code's URL, a redirect all the same.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ def _hash_size(entries: int) -> int:
 def render_config(prefix: Path, port: int, links: Mapping[str, str]) -> Path:
     """Write nginx.conf and map.conf under prefix; the nginx.conf path."""
     map_file = prefix / "map.conf"
-    map_file.write_text("".join(_map_line(c, u) for c, u in links.items()))
+    kept: dict[str, str] = {}
+    for code, url in links.items():
+        kept.setdefault(code.lower(), _map_line(code, url))
+    map_file.write_text("".join(kept.values()))
     fields = {
         "PREFIX": str(prefix),
         "PORT": str(port),
