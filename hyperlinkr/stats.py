@@ -206,15 +206,18 @@ class StatsReader:
     def __init__(
         self, env: lmdb.Environment, moving_from: lmdb.Environment | None = None
     ) -> None:
-        self._envs = [(env, env.open_db(STATS_DB))]
+        self._sources = [_Source(env)]
         if moving_from is not None:
-            self._envs.insert(0, (moving_from, moving_from.open_db(STATS_DB)))
+            self._sources.insert(0, _Source(moving_from))
 
     def stored(self, code: str) -> StoredStats:
         """The stored record of `code`, or empty stats if it has none."""
         key = code.encode()
-        for env, db in self._envs:
-            with env.begin(db=db) as txn:
+        for source in self._sources:
+            db = source.database()
+            if db is None:
+                continue
+            with source.env.begin(db=db) as txn:
                 raw = txn.get(key)
             if raw is not None:
                 return load_stats(raw)
@@ -223,6 +226,27 @@ class StatsReader:
     def get(self, code: str) -> dict[str, Any]:
         """The public stats of `code`; zeros and empty lists when unclicked."""
         return public_view(code, self.stored(code))
+
+
+class _Source:
+    """An environment's `stats` database, opened once the actor made it.
+
+    Until the analytics actor has created it (at its start, before it
+    counts anything), no link has stats there. A reader never creates it:
+    that would be a write by a process without the actor's writable map.
+    """
+
+    def __init__(self, env: lmdb.Environment) -> None:
+        self.env = env
+        self._db: lmdb._Database | None = None
+
+    def database(self) -> lmdb._Database | None:
+        if self._db is None:
+            try:
+                self._db = self.env.open_db(STATS_DB, create=False)
+            except lmdb.NotFoundError:
+                return None
+        return self._db
 
 
 def combine(parts: list[StoredStats], recent_limit: int = 50) -> StoredStats:

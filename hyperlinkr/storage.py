@@ -78,11 +78,15 @@ def open_stats_environment(
     """Open (creating if needed) the stats environment under `data_dir`.
 
     Only the analytics actor passes `writer=True`, which maps the file
-    writable; with it LMDB sizes the file to `map_size_bytes` at once (a
-    sparse file: disk blocks are used as pages are written). Commits are
-    synced as in the links environment.
+    writable (with it LMDB sizes the file to `map_size_bytes` at once, a
+    sparse file: disk blocks are used as pages are written) and creates
+    the databases. Readers open the databases they read when they exist
+    (`open_db(..., create=False)`, see `hyperlinkr.stats.StatsReader`), so
+    no process but the actor ever writes here, with or without the map.
+    Commits are synced as in the links environment.
     """
-    return _open(stats_path(data_dir), map_size_bytes, _STATS_DBS, writemap=writer)
+    names = _STATS_DBS if writer else ()
+    return _open(stats_path(data_dir), map_size_bytes, names, writemap=writer)
 
 
 def _open(

@@ -8,8 +8,14 @@ import orjson
 import pytest
 
 from hyperlinkr.clicks import Click
-from hyperlinkr.stats import StatsFormatError, StatsReader, load_stats, public_view
-from hyperlinkr.storage import STATS_DB, open_environment
+from hyperlinkr.stats import (
+    StatsFormatError,
+    StatsReader,
+    empty_stats,
+    load_stats,
+    public_view,
+)
+from hyperlinkr.storage import STATS_DB, open_environment, open_stats_environment
 from workers.aggregates import aggregate
 from workers.statsmerge import merge_into
 
@@ -160,3 +166,22 @@ _GOOD: dict[str, object] = {
 def test_unreadable_stored_value_raises_stats_format_error(raw: bytes) -> None:
     with pytest.raises(StatsFormatError):
         load_stats(raw)
+
+
+def test_a_reader_before_the_actor_sees_no_stats_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    reader_env = open_stats_environment(tmp_path, 64 * 1024 * 1024)
+    reader = StatsReader(reader_env)
+
+    assert reader.stored("a") == empty_stats()
+    with reader_env.begin() as txn:
+        assert list(txn.cursor()) == []  # no database was made by the reader
+    reader_env.close()
+
+    writer_env = open_stats_environment(tmp_path, 64 * 1024 * 1024, writer=True)
+    _record(writer_env, [Click("a", MAY_1_MS, None, IPHONE)])
+    writer_env.close()
+    reader_env = open_stats_environment(tmp_path, 64 * 1024 * 1024)
+    assert StatsReader(reader_env).stored("a")["total"] == 1
+    reader_env.close()
