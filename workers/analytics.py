@@ -18,6 +18,17 @@ to it first. A checkpoint of another generation belongs to a ring segment
 that no longer exists (its records went with it), so counting starts at
 the new segment's head.
 
+Pacing
+------
+A flush merges every touched link in one go, tens of milliseconds of CPU
+under load, and meanwhile the web workers on the same cores wait: that
+burst was most of what the actor added to redirect latency. Given a
+`FlushPace`, a flush rests `rest_s` after every `work_s` of merging, as
+long as the ring holds less than `room` records; past that (clicks
+arriving faster than the flush goes) it merges flat out, so pacing never
+costs a click. The write transaction stays open while it rests: only the
+actor writes the stats environment, and readers do not wait on writers.
+
 Batching
 --------
 The ring head only moves at a flush, so between flushes the actor holds
@@ -55,6 +66,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ClickRing",
+    "FlushPace",
     "RingContractError",
     "StatsMirror",
 ]
@@ -129,6 +141,30 @@ class AnalyticsStatistics:
     oldest_pending_ms: int | None  # click time of the oldest uncommitted click
 
 
+@dataclass(frozen=True, slots=True)
+class FlushPace:
+    """How a flush shares the CPU (see Pacing above)."""
+
+    depth: Callable[[], int]  # records the ring holds, taken ones included
+    room: int
+    work_s: float = 0.0005
+    rest_s: float = 0.002
+    sleep: Callable[[float], None] = time.sleep
+
+    def paced(
+        self, pairs: Iterator[tuple[str, LinkDelta]]
+    ) -> Iterator[tuple[str, LinkDelta]]:
+        """`pairs`, resting between them now and then while the ring has room."""
+        clock = time.perf_counter
+        rest_at = clock() + self.work_s
+        for pair in pairs:
+            if clock() >= rest_at:
+                if self.depth() < self.room:
+                    self.sleep(self.rest_s)
+                rest_at = clock() + self.work_s
+            yield pair
+
+
 class AnalyticsActor:
     """Counts clicks from `ring` into `env`; one per node, one thread."""
 
@@ -140,6 +176,7 @@ class AnalyticsActor:
         recent_limit: int = 50,
         batch_records: int = 4096,
         mirror: StatsMirror | None = None,
+        pace: FlushPace | None = None,
     ) -> None:
         if batch_records < 1:
             raise ValueError(f"batch_records is {batch_records}; expected >= 1")
@@ -152,6 +189,7 @@ class AnalyticsActor:
         self._batch_records = batch_records
         self._aggregator = ClickAggregator(recent_limit=recent_limit)
         self._mirror = mirror
+        self._pace = pace
 
         self._recovered = False
         self._committed = 0  # ring position advanced past, and in LMDB
@@ -273,9 +311,12 @@ class AnalyticsActor:
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
         mirrored = self._mirror is not None
         counted = _Counted(self._aggregator.iter_deltas(), keep_visitors=mirrored)
+        pairs = iter(counted)
+        if self._pace is not None:
+            pairs = self._pace.paced(pairs)
         with self._env.begin(write=True) as txn:
             merged = merge_into(
-                txn, self._stats_db, counted, self._recent_limit, keep=mirrored
+                txn, self._stats_db, pairs, self._recent_limit, keep=mirrored
             )
             txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
         self._aggregator.clear()

@@ -87,7 +87,7 @@ def batch_records_for(ring_capacity: int) -> int:
 
 
 def run_analytics(settings: Settings) -> int:
-    from workers.analytics import AnalyticsActor
+    from workers.analytics import AnalyticsActor, FlushPace
     from workers.statsmove import move_stats
 
     stop = StopFlag()
@@ -114,6 +114,7 @@ def run_analytics(settings: Settings) -> int:
             recent_limit=settings.recent_clicks,
             batch_records=batch_records_for(clicks.capacity),
             mirror=mirror,
+            pace=FlushPace(lambda: clicks.statistics().depth, clicks.capacity // 2),
         )
         heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
         actor.run(beating(stop, heartbeat))

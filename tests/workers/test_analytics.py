@@ -13,11 +13,13 @@ from list_ring import ListRing
 
 from hyperlinkr.clicks import encode_click
 from hyperlinkr.storage import META_DB, open_environment
+from workers.aggregates import LinkDelta
 from workers.analytics import (
     CHECKPOINT_KEY,
     AnalyticsActor,
     Checkpoint,
     CheckpointError,
+    FlushPace,
     RingContractError,
 )
 from workers.processes import MAX_BATCH_RECORDS, batch_records_for
@@ -313,3 +315,35 @@ def test_the_actor_holds_back_at_most_a_quarter_of_the_ring() -> None:
     assert batch_records_for(4096) == 1024
     assert batch_records_for(16) == 4
     assert batch_records_for(2) == 1
+
+
+def _pairs(count: int) -> Iterator[tuple[str, LinkDelta]]:
+    return ((f"c{i}", LinkDelta(total=1)) for i in range(count))
+
+
+@pytest.mark.parametrize(("depth", "rests"), [(10, 5), (50, 0), (99, 0)])
+def test_a_paced_flush_rests_only_while_the_ring_has_room(
+    depth: int, rests: int
+) -> None:
+    slept: list[float] = []
+    pace = FlushPace(lambda: depth, room=50, work_s=0.0, sleep=slept.append)
+
+    passed = [code for code, _ in pace.paced(_pairs(5))]
+
+    assert passed == [f"c{i}" for i in range(5)]
+    assert slept == [pace.rest_s] * rests
+
+
+def test_a_paced_flush_counts_the_same(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    for code in ("a", "b", "c"):
+        push_clicks(ring, code, 7)
+    slept: list[float] = []
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=slept.append)
+    actor = AnalyticsActor(ring, env, flush_interval_ms=0, pace=pace)
+
+    assert actor.run_once() == 21
+
+    assert [total_clicks(env, code) for code in ("a", "b", "c")] == [7, 7, 7]
+    assert len(slept) == 3  # once before each link
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, 21)
