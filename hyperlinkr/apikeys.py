@@ -29,12 +29,12 @@ import orjson
 
 from hyperlinkr.errors import ConfigError
 from hyperlinkr.filewatch import FileWatch
+from hyperlinkr.scopes import SCOPES
 
 __all__ = ["SCOPES", "ApiKey", "KeyRing", "create_key", "list_keys", "revoke_key"]
 
 logger = logging.getLogger(__name__)
 
-SCOPES = ("links:create", "links:manage", "stats:read")
 _PREFIX = "hlk_"
 _RELOAD_CHECK_S = 1.0
 

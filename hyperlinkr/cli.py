@@ -30,10 +30,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hyperlinkr.apikeys import SCOPES
 from hyperlinkr.config import Settings, render_env_example
 from hyperlinkr.errors import ConfigError
 from hyperlinkr.logs import configure_logging
+from hyperlinkr.scopes import SCOPES
 from hyperlinkr.supervisor import (
     ChildSpec,
     ExitCode,
