@@ -5,9 +5,11 @@ orjson value per link code, shaped as `StoredStats`. Layout 2 stores each
 recent click as a row, `[ts_ms, referrer, browser, os, device]`; layout 1
 stored them as objects, which made a link's value 36% larger and a third
 slower to read and rewrite at every flush. Layout 1 values still read (as
-layout 2), and the next flush that touches the link rewrites them. This module owns that
-shape (the actor imports it from here, so the web side never depends on the
-workers package) and turns it into the body of `GET /stats/{code}`.
+layout 2), and the next flush that touches the link rewrites them.
+
+This module owns that shape (the actor imports it from here, so the web
+side never depends on the workers package) and turns it into the body of
+`GET /stats/{code}`.
 
 Every breakdown counts every click, bots included: the `devices` map has a
 "bot" entry, so the sum of any breakdown equals `total`. Breakdowns are
@@ -209,6 +211,8 @@ class StatsReader:
         self._sources = [_Source(env)]
         if moving_from is not None:
             self._sources.insert(0, _Source(moving_from))
+        for source in self._sources:
+            source.database()  # now, at start-up: see _Source
 
     def stored(self, code: str) -> StoredStats:
         """The stored record of `code`, or empty stats if it has none."""
@@ -234,6 +238,10 @@ class _Source:
     Until the analytics actor has created it (at its start, before it
     counts anything), no link has stats there. A reader never creates it:
     that would be a write by a process without the actor's writable map.
+    py-lmdb opens a database in a write transaction of its own (a handle
+    opened in a read transaction dies with it), which waits for the
+    environment's writer; so readers open at start-up, and only a reader
+    that started before the actor ever did tries again on later reads.
     """
 
     def __init__(self, env: lmdb.Environment) -> None:
