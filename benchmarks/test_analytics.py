@@ -227,6 +227,20 @@ def test_analytics_actor(
     assert actor.statistics().bad_records == 0
 
 
+def _ring_round(click_ring: Ring, each: Callable[[bytes], object] | None) -> int:
+    """The pushes of one round, each chunk taken with one peek() and advance()."""
+    taken = 0
+    for chunk in CHUNKS:
+        _push(click_ring, chunk)
+        records, end = click_ring.peek(ARRIVAL_CLICKS)
+        if each is not None:
+            for record in records:
+                each(record)
+        click_ring.advance(end)
+        taken += len(records)
+    return taken
+
+
 @pytest.mark.benchmark(group="analytics-actor")
 def test_baseline_ring_only(
     benchmark: BenchmarkFixture,
@@ -234,17 +248,7 @@ def test_baseline_ring_only(
     per_record: Callable[[int], None],
 ) -> None:
     """The same pushes, each chunk taken with one peek() and one advance()."""
-
-    def consume_round() -> int:
-        taken = 0
-        for chunk in CHUNKS:
-            _push(click_ring, chunk)
-            records, end = click_ring.peek(ARRIVAL_CLICKS)
-            click_ring.advance(end)
-            taken += len(records)
-        return taken
-
-    _time_round(benchmark, consume_round, per_record)
+    _time_round(benchmark, lambda: _ring_round(click_ring, None), per_record)
 
 
 @pytest.mark.benchmark(group="analytics-actor")
@@ -254,16 +258,4 @@ def test_baseline_ring_decode(
     per_record: Callable[[int], None],
 ) -> None:
     """The ring-only round, plus decode_click() of every record taken."""
-
-    def consume_round() -> int:
-        taken = 0
-        for chunk in CHUNKS:
-            _push(click_ring, chunk)
-            records, end = click_ring.peek(ARRIVAL_CLICKS)
-            for record in records:
-                decode_click(record)
-            click_ring.advance(end)
-            taken += len(records)
-        return taken
-
-    _time_round(benchmark, consume_round, per_record)
+    _time_round(benchmark, lambda: _ring_round(click_ring, decode_click), per_record)

@@ -76,8 +76,7 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc(
         "DATA_DIR",
         "./data",
-        "directory of the LMDB environments (links there, click stats in "
-        "`stats/`)",
+        "directory of the LMDB environments (links there, click stats in `stats/`)",
     ),
     _doc("HOST", "127.0.0.1", "address the HTTP server binds"),
     _doc("PORT", "8000", "TCP port (plain PORT is used when this is unset)"),

@@ -35,6 +35,7 @@ import enum
 import logging
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Final, NamedTuple
@@ -103,7 +104,7 @@ class Redirector:
         ctx, settings = app.ctx, app.ctx.settings
         self._get = ctx.node.table.get
         self._push = ctx.node.clicks.push
-        self._allows = ctx.node.limiter.allows
+        self._allows: Callable[[bytes, float, int], bool] = ctx.node.limiter.allows
         self._visitors = getattr(ctx, "visitors", None)
         self._rate_per_s: int = settings.redirect_rate_per_s
         self._burst: int = settings.redirect_burst
@@ -177,7 +178,7 @@ class Redirector:
 
     def _allowed(self, ip: str) -> bool:
         # Access.spend_redirect's key and budget, so a client has one.
-        return bool(self._allows(b"r" + ip.encode(), self._rate_per_s, self._burst))
+        return self._allows(b"r" + ip.encode(), self._rate_per_s, self._burst)
 
     def _client_ip(self, peer: str, forwarded_for: str | None) -> str:
         # What Access.client_ip says for the same peer and header.
