@@ -9,6 +9,12 @@ it, so `decode_click` checks every length and raises `ClickRecordError`
 the same read returning the fields as a tuple, without building a
 `Click`: the actor's loop runs it once per click.
 
+`encode_click` and `read_clicks` run the common case in C
+(`hyperlinkr._wire`), which hands anything it is not sure of back to the
+Python here (`encode_click_reference`, `read_click`): that stays the
+definition, and tests/hyperlinkr/test_wire.py holds the two to the same
+records and fields.
+
 Layout, little endian, version 1::
 
     offset  size  field
@@ -37,6 +43,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from hyperlinkr import _wire
+
 __all__ = [
     "REFERRER_MAX_BYTES",
     "USER_AGENT_MAX_BYTES",
@@ -45,7 +53,9 @@ __all__ = [
     "ClickRecordError",
     "decode_click",
     "encode_click",
+    "encode_click_reference",
     "read_click",
+    "read_clicks",
 ]
 
 REFERRER_MAX_BYTES = 200
@@ -105,6 +115,28 @@ def encode_click(
     visitor: int | None = None,
 ) -> bytes:
     """Build the ring record for one redirect, never longer than `record_bytes`.
+
+    Raises `ClickRecordError` where `encode_click_reference` does.
+    """
+    record = _wire.encode_click(
+        code, ts_ms, referrer, user_agent, record_bytes, visitor
+    )
+    if record is None:  # not the common case: the reference decides
+        return encode_click_reference(
+            code, ts_ms, referrer, user_agent, record_bytes, visitor
+        )
+    return record
+
+
+def encode_click_reference(
+    code: str,
+    ts_ms: int,
+    referrer: str | None,
+    user_agent: str | None,
+    record_bytes: int = 512,
+    visitor: int | None = None,
+) -> bytes:
+    """`encode_click` in Python: the definition of the record.
 
     The referrer and user agent are truncated (on character boundaries) to
     their limits and then to whatever room the record has left.
@@ -227,6 +259,12 @@ def read_click(record: bytes) -> ClickFields:
     except UnicodeDecodeError as exc:
         raise ClickRecordError(f"click record is not valid UTF-8: {exc}") from exc
     return code, ts_ms, referrer, agent, visitor
+
+
+def read_clicks(records: list[bytes]) -> list[ClickFields | None]:
+    """`read_click` of each record, or None where it must read the record
+    itself: one it refuses (it raises why), or one that is not `bytes`."""
+    return _wire.read_clicks(records)
 
 
 def decode_click(record: bytes) -> Click:

@@ -20,6 +20,13 @@ leading whitespace stripped (`str.lstrip`), the first Referer, User-Agent
 and X-Forwarded-For, and the last Connection header deciding keep-alive
 (anything but exactly "keep-alive", in any case, means close).
 
+`parse_plain` runs `hyperlinkr._wire.scan_plain`, the same reading in C,
+which hands the head back to `parse_plain_reference` (the regular
+expressions below, the definition) whenever a header value it would read
+holds a byte above 0x7f: decoding, stripping and comparing those is
+Unicode's business. tests/hyperlinkr/test_wire.py holds the two to the
+same answers over generated heads.
+
 `redirect_bytes` renders what `routes.redirect` returns after the app's
 response middleware (Alt-Svc, when the h3 role is on), Sanic's
 `Http.http1_response_header` and `HTTPResponse.processed_headers` are
@@ -37,10 +44,17 @@ from typing import NamedTuple
 from sanic.headers import _HTTP1_STATUSLINES
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
+from hyperlinkr._wire import scan_plain
 from hyperlinkr.codes import CODE_MAX_LENGTH
 from hyperlinkr.routes import REDIRECT_CACHE_CONTROL
 
-__all__ = ["REDIRECT_STATUSES", "PlainRequest", "parse_plain", "redirect_bytes"]
+__all__ = [
+    "REDIRECT_STATUSES",
+    "PlainRequest",
+    "parse_plain",
+    "parse_plain_reference",
+    "redirect_bytes",
+]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -79,6 +93,14 @@ class PlainRequest(NamedTuple):
 
 def parse_plain(data: bytes, start: int) -> PlainRequest | None:
     """The request whose head starts at data[start], if complete and plain."""
+    found = scan_plain(data, start, CODE_MAX_LENGTH, PlainRequest)
+    if found is True:  # a value it reads is not ASCII: the reference decides
+        return parse_plain_reference(data, start)
+    return found
+
+
+def parse_plain_reference(data: bytes, start: int) -> PlainRequest | None:
+    """`parse_plain` by the regular expressions: the definition of plain."""
     head = _PLAIN_HEAD.match(data, start)
     if head is None:
         return None

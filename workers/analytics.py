@@ -52,7 +52,7 @@ from typing import Protocol
 
 import lmdb
 
-from hyperlinkr.clicks import ClickRecordError, read_click
+from hyperlinkr.clicks import ClickRecordError, read_click, read_clicks
 from hyperlinkr.metrics import record_flush
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
@@ -286,9 +286,11 @@ class AnalyticsActor:
 
     def _take(self, records: list[bytes]) -> None:
         add = self._aggregator.add_fields
-        for record in records:
+        for record, fields in zip(records, read_clicks(records), strict=True):
             try:
-                add(*read_click(record))
+                # read_click again only for a record read_clicks refused: to
+                # raise why.
+                add(*(fields or read_click(record)))
             except ClickRecordError as exc:
                 self._bad_since_flush += 1
                 self._bad_records += 1

@@ -1,0 +1,268 @@
+"""The C readers and writers of hyperlinkr._wire against their references.
+
+`parse_plain`, `encode_click` and `read_clicks` run C for the common case
+and Python (`parse_plain_reference`, `encode_click_reference`,
+`read_click`) for the rest; these tests hold the two to the same answer
+on generated inputs built to reach every branch of both: the regular
+expressions' edges, header values that need Unicode, records too small
+for their fields, corrupt records.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from hyperlinkr import _wire
+from hyperlinkr.clicks import (
+    ClickRecordError,
+    encode_click,
+    encode_click_reference,
+    read_click,
+    read_clicks,
+)
+from hyperlinkr.codes import CODE_MAX_LENGTH
+from hyperlinkr.http1 import PlainRequest, parse_plain, parse_plain_reference
+
+_FUZZ = settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# ---- request heads ------------------------------------------------------
+
+_NAMES = [
+    "Host",
+    "Referer",
+    "REFERER",
+    "referer",
+    "User-Agent",
+    "user-AGENT",
+    "X-Forwarded-For",
+    "Connection",
+    "CONNECTION",
+    "Content-Length",
+    "transfer-encoding",
+    "Expect",
+    "Upgrade",
+    "Accept",
+    "Referer-Policy",
+    "Connections",
+    "X-Odd!#$%&'*+.^_`|~",
+    "Bad Name",
+    "Bad\x7fName",
+    "",
+]
+_NAMES += _NAMES[:9] * 2  # the names a redirect reads, more often
+_VALUE_PIECES = [
+    "keep-alive",
+    "Keep-Alive",
+    "close",
+    "https://example.com/a?b=c",
+    "Mozilla/5.0 (X11)",
+    "203.0.113.7, 10.0.0.1",
+    " ",
+    "\t",
+    "\x0b",
+    "\x1c",
+    "\x1f",
+    "\x00",
+    ":",
+    "\r",
+    "\n",
+]
+_VALUE_BYTES = [b"\xc2\xa0", b"\xe9", b"\xff", "\u212a".encode(), "\u0130".encode()]
+_PATHS = [
+    *["/abc1234"] * 8,
+    *["/Zz_-9"] * 4,
+    "/" + "a" * CODE_MAX_LENGTH,
+    "/" + "a" * (CODE_MAX_LENGTH + 1),
+    "/",
+    "/abc/def",
+    "/abc.def",
+    "/abc?x=1&y=%2F",
+    "/abc?x=%2",
+    "/abc?x=%zz",
+    "/abc?",
+    "/abc?a b",
+    "/abc?/?:@!$&'()*+,;=-._~",
+    "/abc#frag",
+    "/ab%41",
+]
+# The plain choices come several times over, so that about half the heads
+# generated are plain and reach the header values.
+_STARTS = [
+    *["GET"] * 6,
+    *["HEAD"] * 2,
+    "get",
+    "POST",
+    "GET ",
+    "OPTIONS",
+]
+_VERSIONS = [*["HTTP/1.1"] * 12, "HTTP/1.0", "http/1.1", "HTTP/1.1 ", "HTTP/2"]
+
+
+@st.composite
+def header_values(draw: st.DrawFn) -> bytes:
+    parts = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(_VALUE_PIECES).map(str.encode),
+                st.sampled_from(_VALUE_BYTES),
+                st.text(
+                    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8
+                ).map(str.encode),
+            ),
+            max_size=4,
+        )
+    )
+    return b"".join(parts)
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> tuple[bytes, int]:
+    method, path = draw(st.sampled_from(_STARTS)), draw(st.sampled_from(_PATHS))
+    start_line = f"{method} {path} {draw(st.sampled_from(_VERSIONS))}"
+    lines = [start_line.encode()]
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(_NAMES)).encode()
+        separator = draw(st.sampled_from([*[b":"] * 6, b": ", b" :"]))
+        lines.append(name + separator + draw(header_values()))
+    ending = draw(st.sampled_from([*[b"\r\n"] * 8, b"\n", b"\r"]))
+    head = b"\r\n".join(lines) + b"\r\n" + ending
+    prefix = draw(st.sampled_from([b"", b"GET /x HTTP/1.1\r\n\r\n", b"junk"]))
+    tail = draw(st.sampled_from([b"", b"GET /next HTTP/1.1\r\n\r\n", b"\x00"]))
+    data = prefix + head + tail
+    cut = draw(st.one_of(st.none(), st.none(), st.none(), st.integers(0, len(data))))
+    if cut is not None:
+        data = data[:cut]
+    return data, draw(st.sampled_from([len(prefix), len(prefix), 0, len(data) + 1]))
+
+
+@_FUZZ
+@given(heads())
+@example((b"GET /abc HTTP/1.1\r\nConnection: \xe2\x84\xaaeep-alive\r\n\r\n", 0))
+@example((b"GET /abc HTTP/1.1\r\nReferer: \xc2\xa0x\r\n\r\n", 0))
+@example((b"GET /abc HTTP/1.1\r\nUser-Agent:\x1c\x1f A\r\n\r\n", 0))
+def test_the_c_scan_reads_every_head_as_the_reference(case: tuple[bytes, int]) -> None:
+    data, start = case
+    assert parse_plain(data, start) == parse_plain_reference(data, start)
+
+
+def test_the_c_scan_answers_ascii_heads_itself() -> None:
+    data = b"HEAD /abc?q=1 HTTP/1.1\r\nConnection: close\r\nReferer:  r\r\n\r\n"
+    found = _wire.scan_plain(data, 0, CODE_MAX_LENGTH, PlainRequest)
+    assert isinstance(found, PlainRequest)
+    assert found == PlainRequest(len(data), b"abc", True, True, False, "r", None, None)
+
+
+def test_the_c_scan_hands_unicode_values_to_the_reference() -> None:
+    data = "GET /abc HTTP/1.1\r\nConnection: \u212aeep-alive\r\n\r\n".encode()
+    assert _wire.scan_plain(data, 0, CODE_MAX_LENGTH, PlainRequest) is True
+    request = parse_plain(data, 0)
+    assert request is not None and request.keep_alive  # KELVIN SIGN lowers to k
+
+
+def test_the_c_scan_refuses_what_is_not_a_tuple_class() -> None:
+    with pytest.raises(TypeError):
+        _wire.scan_plain(b"GET /a HTTP/1.1\r\n\r\n", 0, 10, dict)  # type: ignore[type-var]
+
+
+# ---- click records ------------------------------------------------------
+
+_TEXT = st.text(
+    st.one_of(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+        st.sampled_from("\u00e9\u20ac\U0001f600\udce9"),
+    ),
+    max_size=260,
+)
+
+
+def _outcome(call: object, *args: object) -> object:
+    try:
+        return call(*args)  # type: ignore[operator]
+    except Exception as exc:  # the two must fail alike, whatever the error
+        return type(exc), str(exc)
+
+
+@_FUZZ
+@given(
+    code=st.one_of(_TEXT.map(lambda t: t[:300] or "a"), st.just("\udce9")),
+    ts_ms=st.one_of(
+        st.integers(0, 2**64 - 1), st.integers(-(2**65), -1), st.just(2**64)
+    ),
+    referrer=st.one_of(st.none(), _TEXT),
+    user_agent=st.one_of(st.none(), _TEXT),
+    record_bytes=st.one_of(st.integers(0, 600), st.just(512)),
+    visitor=st.one_of(st.none(), st.integers(-(2**70), 2**70)),
+)
+@example(code="c", ts_ms=1, referrer="", user_agent="", record_bytes=16, visitor=1)
+@example(
+    code="c",
+    ts_ms=1,
+    referrer="\u20ac" * 70,
+    user_agent=None,
+    record_bytes=512,
+    visitor=None,
+)
+def test_the_c_encoder_writes_every_record_as_the_reference(
+    code: str,
+    ts_ms: int,
+    referrer: str | None,
+    user_agent: str | None,
+    record_bytes: int,
+    visitor: int | None,
+) -> None:
+    args = (code, ts_ms, referrer, user_agent, record_bytes, visitor)
+    assert _outcome(encode_click, *args) == _outcome(encode_click_reference, *args)
+
+
+def test_the_c_encoder_leaves_odd_arguments_to_the_reference() -> None:
+    assert _wire.encode_click("c", 1.5, None, None, 512, None) is None  # type: ignore[arg-type]
+    assert _wire.encode_click("c", -1, None, None, 512, None) is None
+    assert _wire.encode_click("c" * 300, 1, None, None, 512, None) is None
+    with pytest.raises(ClickRecordError):
+        encode_click("c", -1, None, None)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> bytes:
+    record = encode_click_reference(
+        draw(_TEXT.map(lambda t: t[:100].replace("\udce9", "") or "a")),
+        draw(st.integers(0, 2**64 - 1)),
+        draw(st.one_of(st.none(), _TEXT)),
+        draw(st.one_of(st.none(), _TEXT)),
+        512,
+        draw(st.one_of(st.none(), st.integers(0, 2**64 - 1))),
+    )
+    damage = draw(st.sampled_from(["none", "none", "flip", "cut", "pad", "junk"]))
+    if damage == "flip" and record:
+        at = draw(st.integers(0, len(record) - 1))
+        raw = bytearray(record)
+        raw[at] = draw(st.integers(0, 255))
+        record = bytes(raw)
+    elif damage == "cut":
+        record = record[: draw(st.integers(0, len(record)))]
+    elif damage == "pad":
+        record += b"\x00" * draw(st.integers(1, 20))
+    elif damage == "junk":
+        record += draw(st.binary(min_size=1, max_size=4))
+    return record
+
+
+def _read(record: bytes) -> object:
+    try:
+        return read_click(record)
+    except ClickRecordError:
+        return None
+
+
+@_FUZZ
+@given(st.lists(records(), max_size=8))
+def test_the_c_reader_reads_every_record_as_the_reference(batch: list[bytes]) -> None:
+    assert read_clicks(batch) == [_read(record) for record in batch]
+
+
+def test_the_c_reader_answers_none_for_what_is_not_bytes() -> None:
+    assert _wire.read_clicks([bytearray(b"x" * 20)]) == [None]  # type: ignore[list-item]
