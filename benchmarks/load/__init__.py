@@ -12,8 +12,9 @@ puts bounded wrk load on it, scenario by scenario:
     redirect-hot    GET /{code} over a small hot set, the L1 hit path;
                     its clicks are then compared with /stats (loss)
     redirect-half   the same codes, paced at half the requests/s that
-                    redirect-hot reached, on 16 connections: latency at
-                    half the maximum throughput
+                    redirect-hot reached, on 16 connections, doubled up
+                    to the run's count until they keep up with the rate:
+                    latency at half the maximum throughput
     redirect-zipf   GET /{code}, Zipf-distributed over a set four times
                     larger than L1, with the L1 hit ratio it produced
     stats           GET /stats/{code}

@@ -70,6 +70,17 @@ def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
         found.append(
             Verdict("redirect-half p99", p99_ms, HALF_LOAD_P99_MS, "ms", False)
         )
+        if half.offered_per_s:
+            # Short of the offered rate, that p99 was read at a lower load.
+            found.append(
+                Verdict(
+                    "redirect-half achieved/offered",
+                    half.wrk.requests_per_s / half.offered_per_s,
+                    KEPT_UP_SHARE,
+                    "",
+                    True,
+                )
+            )
     shorten = by_key.get(("node", "shorten"))
     if shorten is not None:
         rate = shorten.wrk.requests_per_s
