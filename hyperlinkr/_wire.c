@@ -3,24 +3,27 @@
  * and of the click ring, in C.
  *
  * Each function here has a reference implementation in Python next to
- * the code that calls it (hyperlinkr.http1, hyperlinkr.clicks) and
- * answers for the common case only: when it meets anything it is not
- * sure of, it says so (None or True, see each function), and the caller
- * runs the reference, which then decides, raises or explains. So the
- * Python stays the one definition of what is accepted, and
- * tests/hyperlinkr/test_wire.py holds the two to the same answers over
- * generated inputs.
+ * the code that calls it (hyperlinkr.http1, hyperlinkr.clicks,
+ * workers.aggregates) and answers for the common case only: when it meets
+ * anything it is not sure of, it says so (None, True, or where it stopped:
+ * see each function), and the caller runs the reference, which then
+ * decides, raises or explains. So the Python stays the one definition of
+ * what is accepted, and tests/hyperlinkr/test_wire.py holds the two to
+ * the same answers over generated inputs.
  *
  * Why C: at 50k redirects/s a microsecond per request is 5% of a core.
  * The regular expressions of http1.parse_plain cost 1.7 us for a bare
  * wrk head and 4.9 us for a browser's eight headers; the struct packing
- * and joins of clicks.encode_click 0.7 us; clicks.read_click 0.8 us in
- * the analytics actor. Here they cost a fraction of that. A general HTTP
- * parser (httptools) was rejected: it calls back into Python for every
- * header, which is what costs the time.
+ * and joins of clicks.encode_click 0.7 us; in the analytics actor,
+ * clicks.read_click 0.8 us and ClickAggregator.add_fields 0.9 us more.
+ * Here they cost a fraction of that. A general HTTP parser (httptools)
+ * was rejected: it calls back into Python for every header, which is
+ * what costs the time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <structmember.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -510,21 +513,40 @@ field_text(const unsigned char *data, Py_ssize_t size)
     return text;
 }
 
-/* One record as clicks.read_click's tuple; None if it would raise. */
-static PyObject *
-read_one(PyObject *record)
+/* A record's fields, decoded; the objects are new references. */
+typedef struct {
+    PyObject *code, *referrer, *agent; /* referrer, agent: Py_None if absent */
+    unsigned long long ts_ms;
+    int has_visitor;
+    unsigned long long visitor;
+} click_fields;
+
+static void
+clear_fields(click_fields *fields)
+{
+    Py_CLEAR(fields->code);
+    Py_CLEAR(fields->referrer);
+    Py_CLEAR(fields->agent);
+}
+
+/*
+ * clicks.read_click's checks and reading: 0 with `fields` filled, 1 for a
+ * record it would refuse (or that is not bytes), -1 with an exception set.
+ */
+static int
+parse_record(PyObject *record, click_fields *fields)
 {
     const unsigned char *p;
     Py_ssize_t size, start, code_end, referrer_end, end, i;
     int flags, code_size, referrer_size, agent_size;
-    PyObject *items[5] = {NULL}, *result;
 
+    memset(fields, 0, sizeof(*fields));
     if (!PyBytes_Check(record))
-        Py_RETURN_NONE;
+        return 1;
     p = (const unsigned char *)PyBytes_AS_STRING(record);
     size = PyBytes_GET_SIZE(record);
     if (size < HEADER_BYTES)
-        Py_RETURN_NONE;
+        return 1;
     flags = p[9];
     code_size = p[10];
     referrer_size = p[11];
@@ -532,95 +554,319 @@ read_one(PyObject *record)
     if (p[0] != CLICK_VERSION || (flags & ~KNOWN_FLAGS) || code_size == 0 ||
         referrer_size > ((flags & HAS_REFERRER) ? REFERRER_MAX : 0) ||
         agent_size > ((flags & HAS_USER_AGENT) ? USER_AGENT_MAX : 0))
-        Py_RETURN_NONE;
+        return 1;
     start = HEADER_BYTES;
     if (flags & HAS_VISITOR) {
         if (size < HEADER_BYTES + VISITOR_BYTES)
-            Py_RETURN_NONE;
+            return 1;
         start += VISITOR_BYTES;
     }
     code_end = start + code_size;
     referrer_end = code_end + referrer_size;
     end = referrer_end + agent_size;
     if (size < end)
-        Py_RETURN_NONE;
+        return 1;
     for (i = end; i < size; i++)
         if (p[i] != 0)
-            Py_RETURN_NONE;
+            return 1;
 
-    items[0] = field_text(p + start, code_size);
-    if (items[0] == NULL)
-        goto invalid;
-    items[1] = PyLong_FromUnsignedLongLong(get_u64(p + 1));
-    if (items[1] == NULL)
+    fields->ts_ms = get_u64(p + 1);
+    fields->has_visitor = (flags & HAS_VISITOR) != 0;
+    if (fields->has_visitor)
+        fields->visitor = get_u64(p + HEADER_BYTES);
+    fields->code = field_text(p + start, code_size);
+    if (fields->code == NULL)
         goto invalid;
     if (flags & HAS_REFERRER) {
-        items[2] = field_text(p + code_end, referrer_size);
-        if (items[2] == NULL)
+        fields->referrer = field_text(p + code_end, referrer_size);
+        if (fields->referrer == NULL)
             goto invalid;
     } else {
-        items[2] = Py_NewRef(Py_None);
+        fields->referrer = Py_NewRef(Py_None);
     }
     if (flags & HAS_USER_AGENT) {
-        items[3] = field_text(p + referrer_end, agent_size);
-        if (items[3] == NULL)
+        fields->agent = field_text(p + referrer_end, agent_size);
+        if (fields->agent == NULL)
             goto invalid;
     } else {
-        items[3] = Py_NewRef(Py_None);
+        fields->agent = Py_NewRef(Py_None);
     }
-    if (flags & HAS_VISITOR) {
-        items[4] = PyLong_FromUnsignedLongLong(get_u64(p + HEADER_BYTES));
-        if (items[4] == NULL)
-            goto invalid;
-    } else {
-        items[4] = Py_NewRef(Py_None);
-    }
-    result = PyTuple_New(5);
-    if (result == NULL)
-        goto invalid;
-    for (i = 0; i < 5; i++)
-        PyTuple_SET_ITEM(result, i, items[i]);
-    return result;
+    return 0;
 
 invalid:
-    for (i = 0; i < 5; i++)
-        Py_XDECREF(items[i]);
-    if (PyErr_Occurred())
+    clear_fields(fields);
+    return PyErr_Occurred() ? -1 : 1;
+}
+
+/* ---- tallies ---------------------------------------------------------- */
+
+/* Must match workers/aggregates.py. */
+#define DAY_MS 86400000LL
+#define LAST_TS_MS 253402300799999ULL /* 9999-12-31T23:59:59.999Z */
+
+/* workers.aggregates' per-link tally of the clicks since the last flush. */
+typedef struct {
+    PyObject_HEAD
+    long long first_ts_ms;
+    long long last_ts_ms;
+    long long total;
+    PyObject *days;      /* {day number: clicks} */
+    PyObject *referrers; /* {referrer or None: clicks} */
+    PyObject *agents;    /* {user agent or None: clicks} */
+    PyObject *recent;    /* [(ts_ms, referrer, user agent)] */
+    PyObject *visitors;  /* {day number: {visitor hash}} */
+} Tally;
+
+static PyTypeObject TallyType;
+
+static PyObject *
+tally_make(PyTypeObject *type, long long first_ts_ms, long long last_ts_ms)
+{
+    Tally *self = (Tally *)type->tp_alloc(type, 0);
+
+    if (self == NULL)
         return NULL;
-    Py_RETURN_NONE;
+    self->first_ts_ms = first_ts_ms;
+    self->last_ts_ms = last_ts_ms;
+    self->total = 0;
+    self->days = PyDict_New();
+    self->referrers = PyDict_New();
+    self->agents = PyDict_New();
+    self->recent = PyList_New(0);
+    self->visitors = PyDict_New();
+    if (self->days == NULL || self->referrers == NULL || self->agents == NULL ||
+        self->recent == NULL || self->visitors == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *
+Tally_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"first_ts_ms", "last_ts_ms", NULL};
+    long long first_ts_ms, last_ts_ms;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LL", keywords, &first_ts_ms,
+                                     &last_ts_ms))
+        return NULL;
+    return tally_make(type, first_ts_ms, last_ts_ms);
+}
+
+static int
+Tally_traverse(Tally *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->days);
+    Py_VISIT(self->referrers);
+    Py_VISIT(self->agents);
+    Py_VISIT(self->recent);
+    Py_VISIT(self->visitors);
+    return 0;
+}
+
+static int
+Tally_clear(Tally *self)
+{
+    Py_CLEAR(self->days);
+    Py_CLEAR(self->referrers);
+    Py_CLEAR(self->agents);
+    Py_CLEAR(self->recent);
+    Py_CLEAR(self->visitors);
+    return 0;
+}
+
+static void
+Tally_dealloc(Tally *self)
+{
+    PyObject_GC_UnTrack(self);
+    Tally_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Tally_members[] = {
+    {"first_ts_ms", T_LONGLONG, offsetof(Tally, first_ts_ms), 0, NULL},
+    {"last_ts_ms", T_LONGLONG, offsetof(Tally, last_ts_ms), 0, NULL},
+    {"total", T_LONGLONG, offsetof(Tally, total), 0, NULL},
+    {"days", T_OBJECT_EX, offsetof(Tally, days), READONLY, NULL},
+    {"referrers", T_OBJECT_EX, offsetof(Tally, referrers), READONLY, NULL},
+    {"agents", T_OBJECT_EX, offsetof(Tally, agents), READONLY, NULL},
+    {"recent", T_OBJECT_EX, offsetof(Tally, recent), READONLY, NULL},
+    {"visitors", T_OBJECT_EX, offsetof(Tally, visitors), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hyperlinkr._wire.Tally",
+    .tp_doc = "Tally(first_ts_ms, last_ts_ms): one link's clicks since a flush",
+    .tp_basicsize = sizeof(Tally),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = Tally_new,
+    .tp_traverse = (traverseproc)Tally_traverse,
+    .tp_clear = (inquiry)Tally_clear,
+    .tp_dealloc = (destructor)Tally_dealloc,
+    .tp_members = Tally_members,
+};
+
+/* counts[key] = counts.get(key, 0) + 1 */
+static int
+bump(PyObject *counts, PyObject *key)
+{
+    PyObject *old = PyDict_GetItemWithError(counts, key), *new;
+    long long count = 0;
+    int result;
+
+    if (old == NULL && PyErr_Occurred())
+        return -1;
+    if (old != NULL) {
+        count = PyLong_AsLongLong(old);
+        if (count == -1 && PyErr_Occurred())
+            return -1;
+    }
+    new = PyLong_FromLongLong(count + 1);
+    if (new == NULL)
+        return -1;
+    result = PyDict_SetItem(counts, key, new);
+    Py_DECREF(new);
+    return result;
+}
+
+/* ClickAggregator.add_fields for one click whose fields were read. */
+static int
+tally_one(PyObject *tallies, click_fields *fields, Py_ssize_t recent_held,
+          PyObject *cut)
+{
+    long long ts_ms = (long long)fields->ts_ms;
+    PyObject *found, *day = NULL, *ts = NULL, *row;
+    Tally *tally;
+    int result = -1;
+
+    found = PyDict_GetItemWithError(tallies, fields->code);
+    if (found == NULL) {
+        if (PyErr_Occurred())
+            return -1;
+        found = tally_make(&TallyType, ts_ms, ts_ms);
+        if (found == NULL)
+            return -1;
+        if (PyDict_SetItem(tallies, fields->code, found) < 0) {
+            Py_DECREF(found);
+            return -1;
+        }
+        Py_DECREF(found); /* the dict holds it */
+    } else if (!PyObject_TypeCheck(found, &TallyType)) {
+        PyErr_SetString(PyExc_TypeError, "tallies must hold Tally values");
+        return -1;
+    }
+    tally = (Tally *)found;
+    tally->total++;
+    if (ts_ms < tally->first_ts_ms)
+        tally->first_ts_ms = ts_ms;
+    else if (ts_ms > tally->last_ts_ms)
+        tally->last_ts_ms = ts_ms;
+    day = PyLong_FromLongLong(ts_ms / DAY_MS);
+    if (day == NULL || bump(tally->days, day) < 0 ||
+        bump(tally->referrers, fields->referrer) < 0 ||
+        bump(tally->agents, fields->agent) < 0)
+        goto done;
+    if (fields->has_visitor) {
+        PyObject *seen = PyDict_GetItemWithError(tally->visitors, day);
+        PyObject *visitor;
+        int added;
+
+        if (seen == NULL) {
+            if (PyErr_Occurred())
+                goto done;
+            seen = PySet_New(NULL);
+            if (seen == NULL)
+                goto done;
+            if (PyDict_SetItem(tally->visitors, day, seen) < 0) {
+                Py_DECREF(seen);
+                goto done;
+            }
+            Py_DECREF(seen); /* the dict holds it */
+        }
+        visitor = PyLong_FromUnsignedLongLong(fields->visitor);
+        if (visitor == NULL)
+            goto done;
+        added = PySet_Add(seen, visitor);
+        Py_DECREF(visitor);
+        if (added < 0)
+            goto done;
+    }
+    if (recent_held > 0) {
+        ts = PyLong_FromLongLong(ts_ms);
+        if (ts == NULL)
+            goto done;
+        row = PyTuple_Pack(3, ts, fields->referrer, fields->agent);
+        if (row == NULL || PyList_Append(tally->recent, row) < 0) {
+            Py_XDECREF(row);
+            goto done;
+        }
+        Py_DECREF(row);
+        if (PyList_GET_SIZE(tally->recent) > recent_held) {
+            PyObject *kept = PyObject_CallFunction(cut, "On", tally->recent,
+                                                   recent_held / 2);
+            if (kept == NULL)
+                goto done;
+            Py_DECREF(kept);
+        }
+    }
+    result = 0;
+done:
+    Py_XDECREF(day);
+    Py_XDECREF(ts);
+    return result;
 }
 
 /*
- * read_clicks(records) -> list[tuple | None]
+ * tally_clicks(records, start, tallies, recent_held, cut) -> int
  *
- * clicks.read_click of each record, with None for one it would refuse
- * (the caller asks the reference why).
+ * ClickAggregator.add_fields(*read_click(record)) for records[start:],
+ * in order, up to the first record either would refuse (or that is not
+ * bytes): returns its index, len(records) if there is none. `cut(recent,
+ * limit)` is aggregates._keep_newest, called as add_fields calls it.
  */
 static PyObject *
-wire_read_clicks(PyObject *module, PyObject *records)
+wire_tally_clicks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t count, i;
-    PyObject *fast, *result;
+    PyObject *records, *tallies, *cut;
+    Py_ssize_t start, recent_held, count, i;
 
     (void)module;
-    fast = PySequence_Fast(records, "read_clicks() takes a sequence");
-    if (fast == NULL)
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "tally_clicks(records: list, start, tallies: dict, "
+                        "recent_held, cut)");
         return NULL;
-    count = PySequence_Fast_GET_SIZE(fast);
-    result = PyList_New(count);
-    if (result == NULL)
-        goto done;
-    for (i = 0; i < count; i++) {
-        PyObject *fields = read_one(PySequence_Fast_GET_ITEM(fast, i));
-        if (fields == NULL) {
-            Py_CLEAR(result);
-            goto done;
-        }
-        PyList_SET_ITEM(result, i, fields);
     }
-done:
-    Py_DECREF(fast);
-    return result;
+    records = args[0];
+    tallies = args[2];
+    cut = args[4];
+    start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    recent_held = PyLong_AsSsize_t(args[3]);
+    if (recent_held == -1 && PyErr_Occurred())
+        return NULL;
+    count = PyList_GET_SIZE(records);
+    for (i = start < 0 ? 0 : start; i < count; i++) {
+        click_fields fields;
+        int found = parse_record(PyList_GET_ITEM(records, i), &fields);
+
+        if (found < 0)
+            return NULL;
+        if (found > 0)
+            break;
+        if (fields.ts_ms > LAST_TS_MS) {
+            clear_fields(&fields);
+            break;
+        }
+        found = tally_one(tallies, &fields, recent_held, cut);
+        clear_fields(&fields);
+        if (found < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i);
 }
 
 static PyMethodDef wire_methods[] = {
@@ -629,7 +875,8 @@ static PyMethodDef wire_methods[] = {
     {"encode_click", (PyCFunction)(void (*)(void))wire_encode_click,
      METH_FASTCALL,
      "encode_click(code, ts_ms, referrer, user_agent, record_bytes, visitor)"},
-    {"read_clicks", wire_read_clicks, METH_O, "read_clicks(records)"},
+    {"tally_clicks", (PyCFunction)(void (*)(void))wire_tally_clicks,
+     METH_FASTCALL, "tally_clicks(records, start, tallies, recent_held, cut)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -642,6 +889,17 @@ static struct PyModuleDef wire_module = {
 PyMODINIT_FUNC
 PyInit__wire(void)
 {
+    PyObject *module;
+
     init_classes();
-    return PyModule_Create(&wire_module);
+    if (PyType_Ready(&TallyType) < 0)
+        return NULL;
+    module = PyModule_Create(&wire_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Tally", (PyObject *)&TallyType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

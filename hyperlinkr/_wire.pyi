@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from typing import Literal, TypeVar
 
 _T = TypeVar("_T", bound=tuple[object, ...])
@@ -14,6 +15,28 @@ def encode_click(
     visitor: int | None,
     /,
 ) -> bytes | None: ...
-def read_clicks(
-    records: list[bytes], /
-) -> list[tuple[str, int, str | None, str | None, int | None] | None]: ...
+
+class Tally:
+    first_ts_ms: int
+    last_ts_ms: int
+    total: int
+    @property
+    def days(self) -> dict[int, int]: ...
+    @property
+    def referrers(self) -> dict[str | None, int]: ...
+    @property
+    def agents(self) -> dict[str | None, int]: ...
+    @property
+    def recent(self) -> list[tuple[int, str | None, str | None]]: ...
+    @property
+    def visitors(self) -> dict[int, set[int]]: ...
+    def __init__(self, first_ts_ms: int, last_ts_ms: int) -> None: ...
+
+def tally_clicks(
+    records: list[bytes],
+    start: int,
+    tallies: dict[str, Tally],
+    recent_held: int,
+    cut: Callable[[list[tuple[int, str | None, str | None]], int], None],
+    /,
+) -> int: ...

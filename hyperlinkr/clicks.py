@@ -9,11 +9,12 @@ it, so `decode_click` checks every length and raises `ClickRecordError`
 the same read returning the fields as a tuple, without building a
 `Click`: the actor's loop runs it once per click.
 
-`encode_click` and `read_clicks` run the common case in C
-(`hyperlinkr._wire`), which hands anything it is not sure of back to the
-Python here (`encode_click_reference`, `read_click`): that stays the
-definition, and tests/hyperlinkr/test_wire.py holds the two to the same
-records and fields.
+`encode_click` runs the common case in C (`hyperlinkr._wire`), which
+hands anything it is not sure of back to `encode_click_reference`; the
+actor reads records in C as well (`ClickAggregator.add_records`), up to
+one it is not sure of, which `read_click` then reads or refuses. The
+Python stays the definition, and tests/hyperlinkr/test_wire.py holds the
+two to the same records and counts.
 
 Layout, little endian, version 1::
 
@@ -55,7 +56,6 @@ __all__ = [
     "encode_click",
     "encode_click_reference",
     "read_click",
-    "read_clicks",
 ]
 
 REFERRER_MAX_BYTES = 200
@@ -259,12 +259,6 @@ def read_click(record: bytes) -> ClickFields:
     except UnicodeDecodeError as exc:
         raise ClickRecordError(f"click record is not valid UTF-8: {exc}") from exc
     return code, ts_ms, referrer, agent, visitor
-
-
-def read_clicks(records: list[bytes]) -> list[ClickFields | None]:
-    """`read_click` of each record, or None where it must read the record
-    itself: one it refuses (it raises why), or one that is not `bytes`."""
-    return _wire.read_clicks(records)
 
 
 def decode_click(record: bytes) -> Click:

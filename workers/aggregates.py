@@ -26,6 +26,7 @@ from functools import lru_cache
 from operator import itemgetter
 from urllib.parse import urlsplit
 
+from hyperlinkr._wire import Tally, tally_clicks
 from hyperlinkr.clicks import Click, ClickRecordError
 from hyperlinkr.stats import RecentClick
 from workers.useragents import Agent, classify
@@ -91,18 +92,13 @@ def _host(referrer: str) -> str:
 _Recent = tuple[int, str | None, str | None]  # ts_ms, referrer, user agent
 
 
-@dataclass(slots=True)
-class _Tally:
-    """One link's clicks since the last flush, counted by their raw values."""
-
-    first_ts_ms: int
-    last_ts_ms: int
-    total: int = 0
-    days: dict[int, int] = field(default_factory=dict)
-    referrers: dict[str | None, int] = field(default_factory=dict)
-    agents: dict[str | None, int] = field(default_factory=dict)
-    recent: list[_Recent] = field(default_factory=list)
-    visitors: dict[int, set[int]] = field(default_factory=dict)
+# One link's clicks since the last flush, counted by their raw values:
+# first_ts_ms, last_ts_ms, total, and days {day number: clicks}, referrers
+# and agents {raw value or None: clicks}, recent [_Recent], visitors {day
+# number: {visitor hash}}. A C type (hyperlinkr._wire.Tally), so that
+# `ClickAggregator.add_records` counts a batch of ring records without a
+# Python call per click; `add_fields` is the same counting in Python.
+_Tally = Tally
 
 
 class ClickAggregator:
@@ -133,6 +129,16 @@ class ClickAggregator:
     def oldest_ts_ms(self) -> int | None:
         """The click time of the oldest click pending, if any."""
         return min((t.first_ts_ms for t in self._tallies.values()), default=None)
+
+    def add_records(self, records: list[bytes], start: int = 0) -> int:
+        """Count records[start:] as `add_fields(*read_click(record))` would,
+        up to the first either would refuse; return its index (or
+        len(records)). The caller hands that one to those two, which raise
+        why, and goes on after it.
+        """
+        return tally_clicks(
+            records, start, self._tallies, self._recent_held, _keep_newest
+        )
 
     def add(self, click: Click) -> None:
         self.add_fields(

@@ -52,7 +52,7 @@ from typing import Protocol
 
 import lmdb
 
-from hyperlinkr.clicks import ClickRecordError, read_click, read_clicks
+from hyperlinkr.clicks import ClickRecordError, read_click
 from hyperlinkr.metrics import record_flush
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
@@ -285,17 +285,19 @@ class AnalyticsActor:
         return records, end_position
 
     def _take(self, records: list[bytes]) -> None:
-        add = self._aggregator.add_fields
-        for record, fields in zip(records, read_clicks(records), strict=True):
+        aggregator = self._aggregator
+        start = aggregator.add_records(records)
+        while start < len(records):
             try:
-                # read_click again only for a record read_clicks refused: to
-                # raise why.
-                add(*(fields or read_click(record)))
+                # The record add_records stopped at, read and counted in
+                # Python, which says why it is refused.
+                aggregator.add_fields(*read_click(records[start]))
             except ClickRecordError as exc:
                 self._bad_since_flush += 1
                 self._bad_records += 1
                 if self._first_bad_error is None:
                     self._first_bad_error = str(exc)
+            start = aggregator.add_records(records, start + 1)
 
     def _flush_due(self) -> bool:
         if self._cursor == self._committed:

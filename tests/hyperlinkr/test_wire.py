@@ -1,11 +1,12 @@
 """The C readers and writers of hyperlinkr._wire against their references.
 
-`parse_plain`, `encode_click` and `read_clicks` run C for the common case
-and Python (`parse_plain_reference`, `encode_click_reference`,
-`read_click`) for the rest; these tests hold the two to the same answer
-on generated inputs built to reach every branch of both: the regular
-expressions' edges, header values that need Unicode, records too small
-for their fields, corrupt records.
+`parse_plain`, `encode_click` and `ClickAggregator.add_records` run C for
+the common case and Python (`parse_plain_reference`,
+`encode_click_reference`, `add_fields(*read_click(record))`) for the
+rest; these tests hold the two to the same answer on generated inputs
+built to reach every branch of both: the regular expressions' edges,
+header values that need Unicode, records too small for their fields,
+corrupt records, times no date can name.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from hyperlinkr.clicks import (
     encode_click,
     encode_click_reference,
     read_click,
-    read_clicks,
 )
 from hyperlinkr.codes import CODE_MAX_LENGTH
 from hyperlinkr.http1 import PlainRequest, parse_plain, parse_plain_reference
+from workers.aggregates import ClickAggregator
 
 _FUZZ = settings(
     max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -229,15 +230,20 @@ def test_the_c_encoder_leaves_odd_arguments_to_the_reference() -> None:
 @st.composite
 def records(draw: st.DrawFn) -> bytes:
     record = encode_click_reference(
-        draw(_TEXT.map(lambda t: t[:100].replace("\udce9", "") or "a")),
-        draw(st.integers(0, 2**64 - 1)),
-        draw(st.one_of(st.none(), _TEXT)),
-        draw(st.one_of(st.none(), _TEXT)),
+        draw(st.sampled_from(["abc", "xyz", "\u00e9t\u00e9", "q"])),
+        draw(
+            st.one_of(
+                st.integers(1_700_000_000_000, 1_700_300_000_000),
+                st.integers(0, 2**64 - 1),  # mostly past the year 9999
+            )
+        ),
+        draw(st.one_of(st.none(), st.sampled_from(["", "https://a.example/"]), _TEXT)),
+        draw(st.one_of(st.none(), st.sampled_from(["wrk", "Mozilla/5.0"]), _TEXT)),
         512,
         draw(st.one_of(st.none(), st.integers(0, 2**64 - 1))),
     )
-    damage = draw(st.sampled_from(["none", "none", "flip", "cut", "pad", "junk"]))
-    if damage == "flip" and record:
+    damage = draw(st.sampled_from(["none"] * 6 + ["flip", "cut", "pad", "junk"]))
+    if damage == "flip":
         at = draw(st.integers(0, len(record) - 1))
         raw = bytearray(record)
         raw[at] = draw(st.integers(0, 255))
@@ -251,18 +257,65 @@ def records(draw: st.DrawFn) -> bytes:
     return record
 
 
-def _read(record: bytes) -> object:
-    try:
-        return read_click(record)
-    except ClickRecordError:
-        return None
+def _counted_in_python(aggregator: ClickAggregator, batch: list[bytes]) -> int:
+    refused = 0
+    for record in batch:
+        try:
+            aggregator.add_fields(*read_click(record))
+        except ClickRecordError:
+            refused += 1
+    return refused
+
+
+def _counted_in_c(aggregator: ClickAggregator, batch: list[bytes]) -> int:
+    # As the analytics actor does it (AnalyticsActor._take).
+    refused = 0
+    start = aggregator.add_records(batch)
+    while start < len(batch):
+        try:
+            aggregator.add_fields(*read_click(batch[start]))
+        except ClickRecordError:
+            refused += 1
+        start = aggregator.add_records(batch, start + 1)
+    return refused
 
 
 @_FUZZ
-@given(st.lists(records(), max_size=8))
-def test_the_c_reader_reads_every_record_as_the_reference(batch: list[bytes]) -> None:
-    assert read_clicks(batch) == [_read(record) for record in batch]
+@given(st.lists(records(), max_size=40), st.sampled_from([None, 0, 1, 3, 50]))
+def test_the_c_tally_counts_every_batch_as_the_reference(
+    batch: list[bytes], recent_limit: int | None
+) -> None:
+    python = ClickAggregator(recent_limit=recent_limit)
+    c = ClickAggregator(recent_limit=recent_limit)
+    assert _counted_in_c(c, batch) == _counted_in_python(python, batch)
+    assert (c.pending_clicks, c.oldest_ts_ms) == (
+        python.pending_clicks,
+        python.oldest_ts_ms,
+    )
+    # What is held till the flush (before deltas(), which cuts the recent
+    # clicks to the limit), then what the flush makes of it. repr shows the
+    # order of every dict's keys, which the stats keep.
+    assert _tallies(c) == _tallies(python)
+    assert repr(c.deltas()) == repr(python.deltas())
 
 
-def test_the_c_reader_answers_none_for_what_is_not_bytes() -> None:
-    assert _wire.read_clicks([bytearray(b"x" * 20)]) == [None]  # type: ignore[list-item]
+def _tallies(aggregator: ClickAggregator) -> str:
+    held = []
+    for code, t in aggregator._tallies.items():
+        counts = (t.total, t.days, t.referrers, t.agents, t.visitors)
+        held.append((code, t.first_ts_ms, t.last_ts_ms, counts, t.recent))
+    return repr(held)
+
+
+def test_the_c_tally_stops_at_what_it_cannot_read() -> None:
+    good = encode_click("abc", 1_700_000_000_000, None, None)
+    late = encode_click("abc", 2**63, None, None)  # no date names it
+    batch = [good, b"\x02junk", good, late, bytearray(good), good]
+    aggregator = ClickAggregator()
+    stops = []
+    start = aggregator.add_records(batch)  # type: ignore[arg-type]
+    while start < len(batch):
+        stops.append(start)
+        start = aggregator.add_records(batch, start + 1)  # type: ignore[arg-type]
+    assert stops == [1, 3, 4]
+    assert aggregator.pending_clicks == 3
