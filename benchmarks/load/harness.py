@@ -148,9 +148,9 @@ def _measure_paced(
 ) -> Measurement:
     """A paced scenario on the fewest connections that keep up with its rate.
 
-    wrk's timers fire on whole milliseconds, so a paced connection can
-    idle up to a millisecond between its turns: too few connections
-    cannot offer a high rate. Every connection
+    wrk's timers fire on whole milliseconds, so a paced connection idles
+    up to a millisecond between its turns: too few connections cannot
+    offer a high rate (16 reached 76% of 34,000/s here). Every connection
     more lets more requests leave on the same millisecond tick, a burst
     the target then answers in turn, which is latency of the generator's
     making: so the count starts at the scenario's own and doubles, up to

