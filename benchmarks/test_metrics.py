@@ -136,3 +136,24 @@ def test_record_one_redirect(benchmark: BenchmarkFixture, directory: Path) -> No
     benchmark(redirect)
     metrics.flush()
     assert recorded(directory, "hyperlinkr_requests_total") == redirects
+
+
+@pytest.mark.benchmark(group="metrics-redirect")
+def test_record_one_fast_path_redirect(
+    benchmark: BenchmarkFixture, directory: Path
+) -> None:
+    # The same two records as test_record_one_redirect, through the one
+    # call the redirect fast path makes.
+    record = metrics.l1_redirect_recorder(ROUTE, 302)
+    redirects = 0
+
+    def redirect() -> None:
+        nonlocal redirects
+        record(REDIRECT_S)
+        redirects += 1
+        if redirects % 1000 == 0:
+            metrics.flush()
+
+    benchmark(redirect)
+    metrics.flush()
+    assert recorded(directory, "hyperlinkr_requests_total") == redirects

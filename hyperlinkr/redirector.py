@@ -15,7 +15,8 @@ What it knows, and does in place of:
   hash when Dragonfly made one), the same response bytes;
 - `hyperlinkr.monitoring`: one `record_request` for the redirect route and
   status, timed from just after parsing to just before the write, and the
-  `record_lookup("l1", "hit")` that `LinkStore.lookup` would have made;
+  `record_lookup("l1", "hit")` that `LinkStore.lookup` would have made
+  (both in one call, `metrics.l1_redirect_recorder`);
 - the Alt-Svc middleware of `create_app` when the h3 role is on: the same
   header, in the same place.
 
@@ -104,16 +105,21 @@ class Redirector:
         ctx, settings = app.ctx, app.ctx.settings
         self._get = ctx.node.table.get
         self._push = ctx.node.clicks.push
-        self._allows: Callable[[bytes, float, int], bool] = ctx.node.limiter.allows
         self._visitors = getattr(ctx, "visitors", None)
         self._rate_per_s: int = settings.redirect_rate_per_s
-        self._burst: int = settings.redirect_burst
+        self._spend: Callable[[bytes], bool] | None = None
+        if self._rate_per_s:
+            # Access.spend_redirect's budget, so a client has one.
+            self._spend = ctx.node.limiter.spender(
+                self._rate_per_s, settings.redirect_burst
+            )
         self._trusted = settings.trusted_proxies
         self._alt_svc = None
         if any(_is_alt_svc(func) for func in _middleware(app)):
             self._alt_svc = _alt_svc(settings.h3_port)
         self._routes = _static_segments(app)
         self._route_name = _redirect_route_name(app) or ""
+        self._recorders: dict[int, Callable[[float], None]] = {}  # by status
         self._needs_ip = bool(self._rate_per_s or self._visitors is not None)
         self._answers: dict[bytes, _Answer | None] = {}  # None: not servable
         self.keep_alive = bool(app.config.KEEP_ALIVE)
@@ -145,15 +151,17 @@ class Redirector:
         if answer is None:
             return Handoff.NOT_SERVABLE
         ip = self._client_ip(peer, request.forwarded_for) if self._needs_ip else ""
-        if self._rate_per_s and not self._allowed(ip):
-            return Handoff.LIMITED
+        if self._spend is not None and not self._spend(b"r" + ip.encode()):
+            return Handoff.LIMITED  # Access.spend_redirect's key, too
         if not request.head_only:
             self._click(request, now_ms, ip)
         self.fast += 1
-        metrics.record_lookup("l1", "hit")
-        metrics.record_request(
-            self._route_name, answer.status, perf_counter() - started_s
-        )
+        record = self._recorders.get(answer.status)
+        if record is None:
+            record = self._recorders[answer.status] = metrics.l1_redirect_recorder(
+                self._route_name, answer.status
+            )
+        record(perf_counter() - started_s)
         if request.keep_alive and self.keep_alive:
             return answer.keep_alive_bytes, True
         return answer.close_bytes, False
@@ -175,10 +183,6 @@ class Redirector:
         ):
             return None
         return answer
-
-    def _allowed(self, ip: str) -> bool:
-        # Access.spend_redirect's key and budget, so a client has one.
-        return self._allows(b"r" + ip.encode(), self._rate_per_s, self._burst)
 
     def _client_ip(self, peer: str, forwarded_for: str | None) -> str:
         # What Access.client_ip says for the same peer and header.

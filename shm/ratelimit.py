@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shm import _limiter
@@ -71,13 +72,28 @@ class RateLimiter:
         """acquire() for a caller that needs only the verdict (no Decision)."""
         return bool(self._spend(key, rate_per_s, burst)[0])
 
+    def spender(self, rate_per_s: float, burst: int) -> Callable[[bytes], bool]:
+        """allows() with the budget fixed, for a caller that asks per request.
+
+        The redirect fast path does: three calls deep, allows() cost 0.97 us
+        a request against 0.33 us for the C call it makes.
+        """
+        acquire, clock = self._core.acquire, time.time_ns
+        interval_us, limit = _interval_us(rate_per_s), _limiter.MAX_KEY_BYTES
+
+        def spend(key: bytes) -> bool:
+            allowed: bool = acquire(key[:limit], clock() // 1000, interval_us, burst)[0]
+            return allowed
+
+        return spend
+
     def _spend(
         self, key: bytes, rate_per_s: float, burst: int
     ) -> tuple[bool, int, int]:
         return self._core.acquire(
             key[: _limiter.MAX_KEY_BYTES],
             time.time_ns() // 1000,
-            max(10, int(1_000_000 / rate_per_s)),
+            _interval_us(rate_per_s),
             burst,
         )
 
@@ -91,3 +107,8 @@ class RateLimiter:
 
     def unlink(self) -> None:
         self._segment.unlink()
+
+
+def _interval_us(rate_per_s: float) -> int:
+    """The time between two requests at `rate_per_s`, in the core's units."""
+    return max(10, int(1_000_000 / rate_per_s))

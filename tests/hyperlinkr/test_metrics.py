@@ -141,6 +141,40 @@ def _sample(histogram: Histogram, name: str, **wanted: str) -> float:
     )
 
 
+def test_the_fast_path_recorder_records_what_the_two_calls_record(
+    sums: Callable[[], Sums],
+) -> None:
+    # Between two reads, once through each: the differences must be equal,
+    # including a flush in between (the recorder holds the same tallies).
+    before = sums()
+    metrics.record_lookup("l1", "hit")
+    metrics.record_request("hyperlinkr.redirect", 301, 0.0002)
+    metrics.record_lookup("l1", "hit")
+    metrics.record_request("hyperlinkr.redirect", 301, 0.003)
+    middle = sums()
+    record = metrics.l1_redirect_recorder("hyperlinkr.redirect", 301)
+    record(0.0002)
+    sums()
+    record(0.003)
+    after = sums()
+
+    def change(a: Sums, b: Sums) -> Sums:
+        return {key: b[key] - a.get(key, 0.0) for key in b}
+
+    by_calls, by_recorder = change(before, middle), change(middle, after)
+    assert by_recorder == pytest.approx(by_calls)
+    hits = ("hyperlinkr_store_lookups_total", labels(tier="l1", outcome="hit"))
+    assert by_recorder[hits] == 2
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_the_fast_path_recorder_records_nothing_before_configure(
+    settings: Settings,
+) -> None:
+    metrics.l1_redirect_recorder("hyperlinkr.redirect", 302)(0.001)
+    assert not metrics.directory_of(settings).exists()
+
+
 def test_every_lookup_series_is_exported_from_the_start(
     sums: Callable[[], Sums],
 ) -> None:

@@ -38,6 +38,18 @@ def test_keys_have_separate_budgets(segment_name: Names) -> None:
     limiter.close()
 
 
+def test_a_spender_spends_from_the_same_budget_as_acquire(segment_name: Names) -> None:
+    limiter = RateLimiter.create_or_attach(segment_name(), 1024)
+    spend = limiter.spender(1.0, 3)
+    long_key = b"k" * 1000  # cut to the key size, as acquire() cuts it
+    assert [spend(long_key), spend(long_key)] == [True, True]
+    assert limiter.acquire(long_key, 1.0, 3).allowed  # the third of three
+    assert not spend(long_key)
+    assert not limiter.acquire(long_key, 1.0, 3).allowed
+    assert spend(b"another")
+    limiter.close()
+
+
 def test_processes_share_one_budget_per_key(segment_name: Names) -> None:
     """Three processes spend from one key of 50: exactly 50 get through."""
     name = segment_name()
