@@ -197,7 +197,9 @@ wire_scan_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     p = view.buf;
     n = view.len;
-    if (pos < 0 || pos > n)
+    if (pos < 0)
+        pos = 0; /* as re's match(data, pos) takes it */
+    if (pos > n)
         goto not_plain;
 
     /* Request line: (GET|HEAD) /<code>[?<query>] HTTP/1.1 CRLF */
@@ -830,7 +832,7 @@ static PyObject *
 wire_tally_clicks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *records, *tallies, *cut;
-    Py_ssize_t start, recent_held, count, i;
+    Py_ssize_t start, recent_held, i;
 
     (void)module;
     if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[2])) {
@@ -848,8 +850,8 @@ wire_tally_clicks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     recent_held = PyLong_AsSsize_t(args[3]);
     if (recent_held == -1 && PyErr_Occurred())
         return NULL;
-    count = PyList_GET_SIZE(records);
-    for (i = start < 0 ? 0 : start; i < count; i++) {
+    /* The size is read each time: `cut` is Python, and could change it. */
+    for (i = start < 0 ? 0 : start; i < PyList_GET_SIZE(records); i++) {
         click_fields fields;
         int found = parse_record(PyList_GET_ITEM(records, i), &fields);
 

@@ -1,13 +1,13 @@
 """The click record: what a web worker tells the analytics actor per redirect.
 
 One record is pushed to the click ring for every counted redirect, so
-`encode_click` sits on the hot path: one `struct.pack` and one join, with
+`encode_click` sits on the hot path: one buffer filled in C, with
 truncation only when a field is actually too long. The analytics actor
 decodes records off the hot path and must survive anything the ring hands
 it, so `decode_click` checks every length and raises `ClickRecordError`
 (a `ValueError`) instead of returning a half-read click. `read_click` is
 the same read returning the fields as a tuple, without building a
-`Click`: the actor's loop runs it once per click.
+`Click`.
 
 `encode_click` runs the common case in C (`hyperlinkr._wire`), which
 hands anything it is not sure of back to `encode_click_reference`; the

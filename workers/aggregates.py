@@ -92,13 +92,13 @@ def _host(referrer: str) -> str:
 _Recent = tuple[int, str | None, str | None]  # ts_ms, referrer, user agent
 
 
-# One link's clicks since the last flush, counted by their raw values:
-# first_ts_ms, last_ts_ms, total, and days {day number: clicks}, referrers
-# and agents {raw value or None: clicks}, recent [_Recent], visitors {day
-# number: {visitor hash}}. A C type (hyperlinkr._wire.Tally), so that
-# `ClickAggregator.add_records` counts a batch of ring records without a
-# Python call per click; `add_fields` is the same counting in Python.
-_Tally = Tally
+# A `Tally` is one link's clicks since the last flush, counted by their raw
+# values: first_ts_ms, last_ts_ms, total, and days {day number: clicks},
+# referrers and agents {raw value or None: clicks}, recent [_Recent],
+# visitors {day number: {visitor hash}}. It is a C type (hyperlinkr._wire)
+# so that `ClickAggregator.add_records` counts a batch of ring records
+# without a Python call per click; `add_fields` is the same counting in
+# Python, on the same type.
 
 
 class ClickAggregator:
@@ -119,7 +119,7 @@ class ClickAggregator:
         self._recent_limit = recent_limit
         # Recent clicks held per link before they are cut to the limit.
         self._recent_held = sys.maxsize if recent_limit is None else 2 * recent_limit
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[str, Tally] = {}
 
     @property
     def pending_clicks(self) -> int:
@@ -166,7 +166,7 @@ class ClickAggregator:
             )
         tally = self._tallies.get(code)
         if tally is None:
-            tally = self._tallies[code] = _Tally(ts_ms, ts_ms)
+            tally = self._tallies[code] = Tally(ts_ms, ts_ms)
         tally.total += 1
         if ts_ms < tally.first_ts_ms:
             tally.first_ts_ms = ts_ms
@@ -233,7 +233,7 @@ class _Meaning:
         self._agents: dict[str | None, Agent] = {}
         self._shown: dict[str | None, _Shown] = {}
 
-    def delta(self, tally: _Tally) -> LinkDelta:
+    def delta(self, tally: Tally) -> LinkDelta:
         delta = LinkDelta(
             total=tally.total,
             first_ts_ms=tally.first_ts_ms,

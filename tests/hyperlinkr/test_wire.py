@@ -137,7 +137,8 @@ def heads(draw: st.DrawFn) -> tuple[bytes, int]:
     cut = draw(st.one_of(st.none(), st.none(), st.none(), st.integers(0, len(data))))
     if cut is not None:
         data = data[:cut]
-    return data, draw(st.sampled_from([len(prefix), len(prefix), 0, len(data) + 1]))
+    start = draw(st.sampled_from([len(prefix), len(prefix), 0, len(data) + 1, -3]))
+    return data, start
 
 
 @_FUZZ
