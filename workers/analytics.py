@@ -177,6 +177,7 @@ class AnalyticsActor:
         batch_records: int = 4096,
         mirror: StatsMirror | None = None,
         pace: FlushPace | None = None,
+        after_flush: Callable[[], None] | None = None,
     ) -> None:
         if batch_records < 1:
             raise ValueError(f"batch_records is {batch_records}; expected >= 1")
@@ -190,6 +191,7 @@ class AnalyticsActor:
         self._aggregator = ClickAggregator(recent_limit=recent_limit)
         self._mirror = mirror
         self._pace = pace
+        self._after_flush = after_flush  # e.g. storage.MappedPages.release
 
         self._recovered = False
         self._committed = 0  # ring position advanced past, and in LMDB
@@ -335,6 +337,8 @@ class AnalyticsActor:
 
         if self._mirror is not None:
             self._mirror.publish(merged, counted.visitors)
+        if self._after_flush is not None:
+            self._after_flush()
         self._report_bad_records()
         self._flushes += 1
         self._last_flush_ms = int(time.time() * 1000)

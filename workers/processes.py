@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING
 from hyperlinkr.config import Settings
 from hyperlinkr.health import Heartbeat, Progress, beating
 from hyperlinkr.node import open_click_ring, open_table, open_write_ring
-from hyperlinkr.storage import open_environment, open_stats_environment
+from hyperlinkr.storage import (
+    MappedPages,
+    open_environment,
+    open_stats_environment,
+)
 
 if TYPE_CHECKING:
     from workers.analytics import AnalyticsActor
@@ -115,6 +119,7 @@ def run_analytics(settings: Settings) -> int:
             batch_records=batch_records_for(clicks.capacity),
             mirror=mirror,
             pace=FlushPace(lambda: clicks.statistics().depth, clicks.capacity // 2),
+            after_flush=MappedPages(env).release,
         )
         heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
         actor.run(beating(stop, heartbeat))
