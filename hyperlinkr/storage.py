@@ -141,8 +141,9 @@ class MappedPages:
     def release(self) -> None:
         """Drop this process's page-table entries for the whole map.
 
-        Only while the environment is open: once closed, its range may map
-        something else.
+        Only while the environment is open and at the size it was opened
+        with (nothing here resizes it): the ranges are read once, and a
+        closed or resized map's range may map something else.
         """
         madvise = self._madvise
         if madvise is None:
