@@ -159,13 +159,7 @@ def _measure_paced(
     connections = scenario.paced_connections or options.connections
     while True:
         measurement = measure(
-            node,
-            scenario,
-            options.duration_s,
-            options.connections,
-            options.threads,
-            rate_per_s,
-            connections,
+            node, scenario, options.duration_s, connections, options.threads, rate_per_s
         )
         kept_up = measurement.wrk.requests_per_s >= KEPT_UP_SHARE * rate_per_s
         if kept_up or connections >= options.connections:

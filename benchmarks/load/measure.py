@@ -109,19 +109,16 @@ def measure(
     connections: int,
     threads: int,
     rate_per_s: float | None = None,
-    paced_connections: int | None = None,
 ) -> Measurement:
-    """Run scenario against target; a paced one needs `rate_per_s`.
-
-    A paced one runs on `paced_connections`, or on its own count.
-    """
-    if scenario.paced_connections is not None:
-        if rate_per_s is None or rate_per_s <= 0:
-            raise ValueError(
-                f"{scenario.name} is paced: expected a positive rate_per_s, "
-                f"got {rate_per_s!r}"
-            )
-        connections = paced_connections or scenario.paced_connections
+    """Run scenario against target on `connections`; a paced one needs
+    `rate_per_s` (the harness picks its connections, see _measure_paced)."""
+    if scenario.paced_connections is not None and (
+        rate_per_s is None or rate_per_s <= 0
+    ):
+        raise ValueError(
+            f"{scenario.name} is paced: expected a positive rate_per_s, "
+            f"got {rate_per_s!r}"
+        )
     if scenario.warmup_s:
         run_wrk(scenario.script, target.port, scenario.warmup_s, connections, threads)
     before, cpu = target.counters(), _CpuClock(target)
