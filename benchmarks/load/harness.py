@@ -7,11 +7,13 @@ The order matters:
 2. the node's scenarios run one after another: `redirect-hot` first, then
    the click check on its codes, before anything else can touch them,
    then `redirect-half` on the same codes at half the rate `redirect-hot`
-   reached (the latency bar is set at half the maximum throughput), on
-   the fewest connections that keep up with that rate (`_measure_paced`);
+   reached (the latency bar is set at half the maximum throughput), sent
+   open loop by the pacer;
 3. the node's memory is read and the node is stopped, so its idle work
    does not steal CPU from the baselines;
-4. each baseline is started, given the same redirect scenarios, stopped.
+4. each baseline is started, given the same redirect scenarios, stopped;
+   nginx also gets `redirect-half` at the node's rate: the latency this
+   machine and generator give a server that costs next to nothing.
 
 Everything started is registered on one `ExitStack` the moment it exists,
 so an exception or Ctrl-C at any step stops it by PID, unlinks the node's
@@ -31,10 +33,9 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from benchmarks.load.bars import KEPT_UP_SHARE
 from benchmarks.load.baselines.nginx import nginx_path
 from benchmarks.load.client import ClientError, seed_links
-from benchmarks.load.measure import Measurement, check_clicks, measure, warm_up
+from benchmarks.load.measure import check_clicks, measure, warm_up
 from benchmarks.load.options import Options
 from benchmarks.load.report import RunReport
 from benchmarks.load.targets import LoadNode, Target, start_nginx, start_sanic
@@ -42,7 +43,6 @@ from benchmarks.load.workload import (
     BASELINE_SCENARIOS,
     NODE_SCENARIOS,
     PACED_SHARE,
-    Scenario,
     Workload,
     seed_urls,
 )
@@ -51,6 +51,8 @@ from benchmarks.load.wrk import WrkFailed
 __all__ = ["run", "signals_ignored"]
 
 logger = logging.getLogger(__name__)
+
+_NODE_HALF = ("node", "redirect-half")
 
 
 def run(options: Options) -> RunReport:
@@ -134,44 +136,20 @@ def _load_node(
         else:
             offered = scenario.rate_per_s or rate_per_s
             assert offered is not None, "redirect-half runs after redirect-hot"
-            measurement = _measure_paced(node, scenario, options, offered)
+            measurement = measure(
+                node,
+                scenario,
+                options.duration_s,
+                scenario.paced_connections,
+                options.threads,
+                offered,
+            )
         report.measurements.append(measurement)
         if name == "redirect-hot":
             report.clicks = check_clicks(node, workload.hot, measurement)
             rate_per_s = PACED_SHARE * measurement.wrk.requests_per_s
     report.node_memory = node.memory()
     node.close()
-
-
-def _measure_paced(
-    node: LoadNode, scenario: Scenario, options: Options, rate_per_s: float
-) -> Measurement:
-    """A paced scenario on the fewest connections that keep up with its rate.
-
-    wrk's timers fire on whole milliseconds, so a paced connection idles
-    up to a millisecond between its turns: too few connections cannot
-    offer a high rate (16 reached 76% of 34,000/s here). Every connection
-    more lets more requests leave on the same millisecond tick, a burst
-    the target then answers in turn, which is latency of the generator's
-    making: so the count starts at the scenario's own and doubles, up to
-    the run's, until the target answers KEPT_UP_SHARE of the rate.
-    """
-    connections = scenario.paced_connections or options.connections
-    while True:
-        measurement = measure(
-            node, scenario, options.duration_s, connections, options.threads, rate_per_s
-        )
-        kept_up = measurement.wrk.requests_per_s >= KEPT_UP_SHARE * rate_per_s
-        if kept_up or connections >= options.connections:
-            return measurement
-        logger.info(
-            "%s fell short of %.0f/s on %d connections; again on %d",
-            scenario.name,
-            rate_per_s,
-            connections,
-            min(2 * connections, options.connections),
-        )
-        connections = min(2 * connections, options.connections)
 
 
 def _load_baselines(
@@ -213,5 +191,22 @@ def _load_baseline(
                 options.duration_s,
                 options.connections,
                 options.threads,
+            )
+        )
+    half = next(
+        (m for m in report.measurements if (m.target, m.scenario) == _NODE_HALF),
+        None,
+    )
+    if target.name == "nginx" and half is not None and half.offered_per_s:
+        scenario = workload.scenarios["redirect-half"]
+        assert scenario.paced_connections is not None
+        report.measurements.append(
+            measure(
+                target,
+                scenario,
+                options.duration_s,
+                scenario.paced_connections,
+                options.threads,
+                half.offered_per_s,
             )
         )

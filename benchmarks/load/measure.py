@@ -1,7 +1,8 @@
 """One scenario against one target, and what it cost.
 
-CPU is read from /proc just before and just after wrk runs, over every
-process of the target, and divided by the requests wrk completed: so it
+CPU is read from /proc just before and just after wrk (or the pacer)
+runs, over every process of the target, and divided by the requests it
+completed: so it
 includes the node's idle work (the analytics flush loop, supervisors) for
 the scenario's duration, which is part of what a request costs. wrk runs
 on the same machine and its own CPU is not counted; on a small machine it
@@ -33,6 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmarks.load.client import stats_totals
+from benchmarks.load.pacer import Pacing, run_pacer
 from benchmarks.load.processes import machine_busy_seconds
 from benchmarks.load.targets import Counters, LoadNode, Target
 from benchmarks.load.workload import Scenario
@@ -46,6 +48,7 @@ FLUSH_WAIT_S = 5.0
 # A fresh target's first seconds (connections accepted, caches, allocator)
 # are not what the first scenario should measure.
 TARGET_WARMUP_S = 1
+OPEN_LOOP_WARMUP_S = 1.0
 _POLL_INTERVAL_S = 0.25
 
 
@@ -65,6 +68,8 @@ class Measurement:
     l1_hits: int | None = None
     l1_misses: int | None = None
     click_drops: int | None = None
+    # What only an open-loop scenario (the pacer) measures.
+    pacing: Pacing | None = None
 
     @property
     def others_share(self) -> float:
@@ -86,10 +91,11 @@ class Measurement:
         return self.l1_hits / lookups if lookups else None
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {k: v for k, v in asdict(self).items() if k != "wrk"}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("wrk", "pacing")}
         return {
             **fields,
             "wrk": self.wrk.as_dict(),
+            "pacing": None if self.pacing is None else self.pacing.as_dict(),
             "cpu_us_per_request": self.cpu_us_per_request,
             "l1_hit_ratio": self.l1_hit_ratio,
             "others_share": self.others_share,
@@ -99,6 +105,7 @@ class Measurement:
 def warm_up(target: Target, scenario: Scenario, connections: int, threads: int) -> None:
     """Load a freshly started target for TARGET_WARMUP_S, unmeasured."""
     logger.info("warming up %s with %s", target.name, scenario.name)
+    assert scenario.script is not None, "the warm-up is a wrk scenario"
     run_wrk(scenario.script, target.port, TARGET_WARMUP_S, connections, threads)
 
 
@@ -110,8 +117,8 @@ def measure(
     threads: int,
     rate_per_s: float | None = None,
 ) -> Measurement:
-    """Run scenario against target on `connections`; a paced one needs
-    `rate_per_s` (the harness picks its connections, see _measure_paced)."""
+    """Run scenario against target on `connections`; a paced one (and
+    every open-loop one) needs `rate_per_s`."""
     if scenario.paced_connections is not None and (
         rate_per_s is None or rate_per_s <= 0
     ):
@@ -119,12 +126,23 @@ def measure(
             f"{scenario.name} is paced: expected a positive rate_per_s, "
             f"got {rate_per_s!r}"
         )
-    if scenario.warmup_s:
-        run_wrk(scenario.script, target.port, scenario.warmup_s, connections, threads)
-    before, cpu = target.counters(), _CpuClock(target)
-    result = run_wrk(
-        scenario.script, target.port, duration_s, connections, threads, rate_per_s
-    )
+    loop, script, pacing = scenario.open_loop, scenario.script, None
+    if loop is not None and rate_per_s is not None:
+        # Its own warm-up, outside the CPU measured: new connections, and
+        # the target settling into the rate.
+        run_pacer(loop, target.port, rate_per_s, connections, OPEN_LOOP_WARMUP_S, 0)
+        before, cpu = target.counters(), _CpuClock(target)
+        result, pacing = run_pacer(
+            loop, target.port, rate_per_s, connections, duration_s, 0
+        )
+    else:
+        assert script is not None, f"{scenario.name} has neither script nor pacer"
+        if scenario.warmup_s:
+            run_wrk(script, target.port, scenario.warmup_s, connections, threads)
+        before, cpu = target.counters(), _CpuClock(target)
+        result = run_wrk(
+            script, target.port, duration_s, connections, threads, rate_per_s
+        )
     spent = cpu.read()
     after = target.counters()
     measurement = Measurement(
@@ -139,6 +157,7 @@ def measure(
         connections,
         rate_per_s if scenario.paced_connections is not None else None,
         **_counter_deltas(before, after),
+        pacing=pacing,
     )
     logger.info(
         "%s %s: %.0f requests/s, p99 %.2f ms, %d errors",

@@ -30,6 +30,8 @@ _LEGEND = (
     "harness, as a share of all cores (noise).",
 )
 _TARGETS = ("node", "sanic", "nginx")
+# nginx also runs redirect-half, at the node's rate (see harness).
+_RATIO_SCENARIOS = (*BASELINE_SCENARIOS, "redirect-half")
 _COLUMNS = (
     ("scenario", "<", 14),
     ("target", "<", 6),
@@ -64,7 +66,7 @@ def ratios(measurements: Sequence[Measurement]) -> list[Ratio]:
     found = []
     for (target, scenario), base in by_key.items():
         node = by_key.get(("node", scenario))
-        if target == "node" or node is None or scenario not in BASELINE_SCENARIOS:
+        if target == "node" or node is None or scenario not in _RATIO_SCENARIOS:
             continue
         found.append(
             Ratio(
@@ -182,6 +184,14 @@ class RunReport:
                 f"{m.wrk.requests_per_s:,.0f} "
                 f"({m.wrk.requests_per_s / m.offered_per_s:.0%})"
             )
+            p = m.pacing
+            if p is not None:
+                lines.append(
+                    f"  open loop: p99.9 {p.p999_ms:.2f} ms; from the send rather "
+                    f"than the due time p50 {p.service_p50_ms:.2f} ms, p99 "
+                    f"{p.service_p99_ms:.2f} ms; sent late (> 0.1 ms) "
+                    f"{100 * p.late_share:.1f}%, latest by {p.max_lag_ms:.1f} ms"
+                )
         return ["", *lines] if lines else []
 
     def _bar_lines(self) -> list[str]:

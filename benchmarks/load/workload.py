@@ -6,7 +6,8 @@ The seeded codes are split in two sets that never overlap:
   the run starts), cycled through by `redirect-hot`. No other scenario
   touches them before the click check, so the sum of their /stats totals
   can be compared with the redirects wrk saw answered. After the check,
-  `redirect-half` cycles through them again at a set rate.
+  `redirect-half` cycles through them again at a set rate, sent by the
+  open-loop pacer (`benchmarks.load.pacer`) rather than wrk.
 - ranked: every other code, shuffled with a fixed seed so a code's Zipf
   rank has nothing to do with when it was seeded (the L1 holds the last
   quarter seeded), then used in rank order by `redirect-zipf`, `stats`
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.load.pacer import OpenLoop, build_pacer
 from benchmarks.load.scripts import write_codes, write_script
 
 __all__ = [
@@ -41,12 +43,11 @@ MIXED_SHORTEN_PERCENT = 5
 # The Zipf scenarios are measured after this long a warm-up run, so the L1
 # hit ratio is the steady state rather than the seeding order's leftovers.
 ZIPF_WARMUP_S = 1
-# redirect-half offers this share of the requests/s redirect-hot reached,
-# on few connections, so that the pacing (not the connection count) sets
-# the rate and each connection waits between requests; the harness
-# doubles them (up to the run's count) while they fall short of the rate.
+# redirect-half offers this share of the requests/s redirect-hot reached.
+# Open loop, the schedule sets the rate: the connections only bound how
+# many requests can be in flight at once.
 PACED_SHARE = 0.5
-PACED_CONNECTIONS = 16
+PACED_CONNECTIONS = 64
 # shorten-paced offers the rate the shorten bar names, on as many
 # connections as the unpaced scenarios: p99 at that rate, where `shorten`
 # gives the maximum rate and the latency of 64 connections queued for it.
@@ -68,7 +69,7 @@ BASELINE_SCENARIOS = ("redirect-hot", "redirect-zipf")
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
-    script: Path
+    script: Path | None  # the wrk script; None for an open-loop scenario
     description: str
     warmup_s: int = 0
     # A paced scenario offers a set rate on this many connections: its own
@@ -76,6 +77,8 @@ class Scenario:
     # others, which offer all they can.
     paced_connections: int | None = None
     rate_per_s: float | None = None
+    # Run by the pacer, open loop, rather than by wrk (always paced).
+    open_loop: OpenLoop | None = None
 
 
 def seed_urls(count: int) -> list[str]:
@@ -98,7 +101,8 @@ class Workload:
         urls: Sequence[str],
         hot_count: int,
     ) -> Workload:
-        """Split the seeded codes and write the wrk scripts into directory."""
+        """Split the seeded codes; write the wrk scripts and build the pacer
+        into directory."""
         hot = list(codes[-hot_count:])
         ranked = list(codes[:-hot_count])
         random.Random(SHUFFLE_SEED).shuffle(ranked)
@@ -128,6 +132,10 @@ def _write_scenarios(
         connections, rate_per_s = paced or (None, None)
         return Scenario(name, script, description, warmup_s, connections, rate_per_s)
 
+    def open_loop(name: str, codes_file: Path, description: str) -> Scenario:
+        loop = OpenLoop(build_pacer(directory), codes_file, "/")
+        return Scenario(name, None, description, 0, PACED_CONNECTIONS, None, loop)
+
     hot_params = {"path_prefix": "/", "kind": "redirect", **common}
     stats_params = {"path_prefix": "/stats/", "kind": "stats", **common}
     mixed_params = {
@@ -143,15 +151,12 @@ def _write_scenarios(
             f"GET /{{code}}, cycling through {len(hot):,} hot codes",
             hot_params,
         ),
-        scenario(
+        open_loop(
             "redirect-half",
-            "paced-cycle",
             hot_file,
-            f"redirect-hot's codes, paced at {PACED_SHARE:.0%} of its "
-            f"requests/s on {PACED_CONNECTIONS} connections or (doubled) as "
-            "many as keep up",
-            hot_params,
-            paced=(PACED_CONNECTIONS, None),
+            f"redirect-hot's codes at {PACED_SHARE:.0%} of its requests/s, "
+            f"open loop on {PACED_CONNECTIONS} connections (latency from "
+            "each request's due time)",
         ),
         scenario(
             "redirect-zipf",

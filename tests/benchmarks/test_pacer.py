@@ -1,0 +1,151 @@
+"""The load harness's open-loop generator, against a real server on loopback.
+
+The server is a small threaded HTTP/1.1 responder in the test process. It
+can stall everything at once (every response waits on one lock), which is
+what tells an open-loop generator from a closed one: the requests due
+during the stall must count the stall, even those it never sent then.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmarks.load.pacer import OpenLoop, PacerFailed, build_pacer, run_pacer
+
+RATE_PER_S = 500.0
+CONNECTIONS = 4
+STALL_S = 0.3
+STALL_AT = 200  # the request that holds everything up
+
+
+class _Responder(socketserver.BaseRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                data = self.request.recv(4096)
+                if not data:
+                    return
+                buffer += data
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1]
+            with self.server.lock:
+                self.server.served += 1
+                if self.server.served == STALL_AT:
+                    time.sleep(STALL_S)
+                status = b"404 Not Found" if path == b"/missing" else b"302 Found"
+                body = b"gone" if path == b"/missing" else b""
+            self.request.sendall(
+                b"HTTP/1.1 " + status + b"\r\nLocation: https://example.com/\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Responder)
+        self.lock = threading.Lock()
+        self.served = 0
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_pacer(tmp_path_factory.mktemp("pacer"))
+
+
+def _codes(directory: Path, *codes: str) -> Path:
+    path = directory / "codes.txt"
+    path.write_text("".join(f"{code}\n" for code in codes))
+    return path
+
+
+def test_every_due_request_is_answered_and_counted(
+    server: _Server, binary: Path, tmp_path: Path
+) -> None:
+    loop = OpenLoop(binary, _codes(tmp_path, "a", "b", "c"))
+    dump = tmp_path / "dump.txt"
+    result, pacing = run_pacer(
+        loop, server.port, RATE_PER_S, CONNECTIONS, 1.0, 0.2, dump=dump
+    )
+    assert pacing.due == 500
+    assert result.requests == 500
+    assert result.errors == 0
+    assert pacing.unanswered == 0
+    # The warm-up's 100 requests were sent too, and not measured.
+    assert server.served == 600
+    rows = [tuple(map(int, line.split())) for line in dump.read_text().splitlines()]
+    assert len(rows) == 500
+    # Due times follow the schedule: 2 ms apart, whatever the answers did.
+    dues = sorted(due for due, _, _ in rows)
+    assert dues[:3] == [0, 2_000_000, 4_000_000]
+    assert dues[-1] == 499 * 2_000_000
+
+
+def test_a_stall_counts_against_every_request_due_during_it(
+    server: _Server, binary: Path, tmp_path: Path
+) -> None:
+    loop = OpenLoop(binary, _codes(tmp_path, "a"))
+    dump = tmp_path / "dump.txt"
+    result, pacing = run_pacer(
+        loop, server.port, RATE_PER_S, CONNECTIONS, 1.0, 0, dump=dump
+    )
+    rows = [tuple(map(int, line.split())) for line in dump.read_text().splitlines()]
+    assert result.requests == len(rows) == 500
+    stalled_ms = STALL_S * 1000
+    # About STALL_S * RATE_PER_S requests fell due while the server stood
+    # still; each waited, from its due time, for part of the stall ...
+    waited = [latency for _, latency, _ in rows if latency > 0.3 * stalled_ms * 1e6]
+    assert len(waited) >= 0.5 * STALL_S * RATE_PER_S
+    assert result.max_ms >= 0.9 * stalled_ms
+    assert result.p99_ms >= 0.5 * stalled_ms
+    # ... but only those already sent, at most one per connection, waited
+    # for it from their send: the others left when a connection came free.
+    served_late = [s for _, _, s in rows if s > 0.3 * stalled_ms * 1e6]
+    assert 1 <= len(served_late) <= CONNECTIONS
+    assert pacing.service_p50_ms < 0.1 * stalled_ms
+    assert pacing.late >= len(waited) - CONNECTIONS
+
+
+def test_error_statuses_and_refused_connections_are_reported(
+    server: _Server, binary: Path, tmp_path: Path
+) -> None:
+    loop = OpenLoop(binary, _codes(tmp_path, "a", "missing"))
+    result, _ = run_pacer(loop, server.port, RATE_PER_S, CONNECTIONS, 0.2, 0)
+    assert result.requests == 100
+    assert result.status_errors == 50
+    assert result.socket_errors == 0
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]  # bound, never listening
+        with pytest.raises(PacerFailed, match="connect"):
+            run_pacer(loop, closed_port, RATE_PER_S, CONNECTIONS, 0.2, 0)
