@@ -38,6 +38,15 @@ never move or change until advanced past, so what lies before the cursor
 stays what was counted. A flush happens when the oldest pending click is
 `flush_interval_ms` old, or when `batch_records` are pending, which also
 bounds the ring space held back.
+
+Every flush costs about the same whatever it adds (it reads, merges and
+rewrites each touched link, and syncs), and under load those flushes were
+the larger part of what the actor adds to redirect latency. So given a
+`Holding`, the actor holds on past `batch_records` (up to `at_most`) for as
+long as the ring keeps room for `room_s` more of clicks arriving at the
+rate they came since the oldest pending one: the room a restarted actor
+needs. At a high rate that room is gone at `batch_records` already, and
+the actor flushes there as it would without.
 """
 
 from __future__ import annotations
@@ -142,6 +151,26 @@ class AnalyticsStatistics:
 
 
 @dataclass(frozen=True, slots=True)
+class Holding:
+    """How many taken records make a flush due (see Batching above)."""
+
+    capacity: int  # records the ring holds
+    at_least: int  # below this many, only the flush interval makes one due
+    at_most: int  # this many always make one due
+    room_s: float  # of arrivals at the recent rate, the ring must have room for
+
+    def due(self, taken: int, age_s: float) -> bool:
+        """Whether `taken` records, the oldest taken `age_s` ago, are enough."""
+        if taken >= self.at_most:
+            return True
+        if taken < self.at_least:
+            return False
+        if age_s <= 0:
+            return True
+        return taken + taken / age_s * self.room_s >= self.capacity
+
+
+@dataclass(frozen=True, slots=True)
 class FlushPace:
     """How a flush shares the CPU (see Pacing above)."""
 
@@ -178,6 +207,8 @@ class AnalyticsActor:
         mirror: StatsMirror | None = None,
         pace: FlushPace | None = None,
         after_flush: Callable[[], None] | None = None,
+        holding: Holding | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_records < 1:
             raise ValueError(f"batch_records is {batch_records}; expected >= 1")
@@ -192,6 +223,9 @@ class AnalyticsActor:
         self._mirror = mirror
         self._pace = pace
         self._after_flush = after_flush  # e.g. storage.MappedPages.release
+        self._holding = holding
+        self._clock = clock
+        self._last_peek_s = clock()
 
         self._recovered = False
         self._committed = 0  # ring position advanced past, and in LMDB
@@ -257,11 +291,14 @@ class AnalyticsActor:
         """Take what the ring has published, flush if due; return records taken."""
         if not self._recovered:
             self.recover()
+        peeked_s = self._clock()
         records, end_position = self._peek()
         self._take(records)
 
         if records and self._pending_since_s is None:
-            self._pending_since_s = time.monotonic()
+            # They were published after the last peek, or were waiting.
+            self._pending_since_s = self._last_peek_s
+        self._last_peek_s = peeked_s
         self._taken += len(records)
         self._cursor = end_position
         self._records_seen += len(records)
@@ -304,10 +341,14 @@ class AnalyticsActor:
     def _flush_due(self) -> bool:
         if self._cursor == self._committed:
             return False
-        if self._taken >= self._batch_records or self._pending_since_s is None:
-            # Enough pending, or only skipped positions with nothing to wait on.
+        if self._pending_since_s is None:
+            return True  # only skipped positions, with nothing to wait on
+        age_s = self._clock() - self._pending_since_s
+        if age_s >= self._flush_interval_s:
             return True
-        return time.monotonic() - self._pending_since_s >= self._flush_interval_s
+        if self._holding is None:
+            return self._taken >= self._batch_records
+        return self._holding.due(self._taken, age_s)
 
     def flush(self) -> None:
         """Commit pending counts with their checkpoint, then release the records."""

@@ -29,9 +29,15 @@ from hyperlinkr.storage import (
 )
 
 if TYPE_CHECKING:
-    from workers.analytics import AnalyticsActor
+    from workers.analytics import AnalyticsActor, Holding
 
-__all__ = ["StopFlag", "batch_records_for", "run_analytics", "run_persister"]
+__all__ = [
+    "StopFlag",
+    "batch_records_for",
+    "holding_for",
+    "run_analytics",
+    "run_persister",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +87,26 @@ def run_persister(settings: Settings) -> int:
 # A flush costs about the same for 4,000 clicks as for 16,000 (it parses
 # and rewrites the stored stats of every link touched), so under load the
 # actor should flush by time, not by count; a quarter of the ring held back
-# leaves the rest for what arrives during a flush or a restart.
+# leaves the rest for what arrives during a flush or a restart. Below the
+# rate that fills the rest within RESTART_ROOM_S, it holds up to half (see
+# workers.analytics, Batching): a restart (the supervisor's 0.25 s delay,
+# then about 0.3 s to start) still finds room for a second of clicks.
 MAX_BATCH_RECORDS = 16_384
+RESTART_ROOM_S = 1.0
 
 
 def batch_records_for(ring_capacity: int) -> int:
-    """How many clicks the analytics actor may hold before it must flush."""
+    """How many clicks the analytics actor may hold whatever the rate."""
     return max(1, min(MAX_BATCH_RECORDS, ring_capacity // 4))
+
+
+def holding_for(ring_capacity: int) -> Holding:
+    """When the analytics actor's taken clicks make a flush due."""
+    from workers.analytics import Holding
+
+    at_least = batch_records_for(ring_capacity)
+    at_most = max(at_least, min(2 * MAX_BATCH_RECORDS, ring_capacity // 2))
+    return Holding(ring_capacity, at_least, at_most, RESTART_ROOM_S)
 
 
 def run_analytics(settings: Settings) -> int:
@@ -118,8 +137,11 @@ def run_analytics(settings: Settings) -> int:
             recent_limit=settings.recent_clicks,
             batch_records=batch_records_for(clicks.capacity),
             mirror=mirror,
-            pace=FlushPace(lambda: clicks.statistics().depth, clicks.capacity // 2),
+            # A flush rests while a quarter of the ring is free: one that
+            # starts with half of it held must not run flat out at once.
+            pace=FlushPace(lambda: clicks.statistics().depth, 3 * clicks.capacity // 4),
             after_flush=MappedPages(env).release,
+            holding=holding_for(clicks.capacity),
         )
         heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
         actor.run(beating(stop, heartbeat))

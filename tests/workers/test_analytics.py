@@ -20,9 +20,15 @@ from workers.analytics import (
     Checkpoint,
     CheckpointError,
     FlushPace,
+    Holding,
     RingContractError,
 )
-from workers.processes import MAX_BATCH_RECORDS, batch_records_for
+from workers.processes import (
+    MAX_BATCH_RECORDS,
+    RESTART_ROOM_S,
+    batch_records_for,
+    holding_for,
+)
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 MAY_1_MS = 1_714_521_600_000
@@ -315,6 +321,110 @@ def test_the_actor_holds_back_at_most_a_quarter_of_the_ring() -> None:
     assert batch_records_for(4096) == 1024
     assert batch_records_for(16) == 4
     assert batch_records_for(2) == 1
+
+
+def test_below_the_rate_that_fills_the_ring_it_holds_up_to_half() -> None:
+    holding = holding_for(65_536)
+    assert holding == Holding(65_536, 16_384, 32_768, RESTART_ROOM_S)
+    assert holding_for(16) == Holding(16, 4, 8, RESTART_ROOM_S)
+    assert holding_for(2) == Holding(2, 1, 1, RESTART_ROOM_S)
+
+
+@pytest.mark.parametrize(
+    ("taken", "age_s", "due"),
+    [
+        (99, 0.001, False),  # under at_least, however fast they came
+        (100, 10.0, False),  # 10/s: room for a second of them and more
+        (200, 1.0, False),  # 200 + 200 of room needed <= 1000
+        (400, 1.0, False),  # 400 + 400
+        (500, 1.0, True),  # 500 + 500 reach the capacity
+        (300, 0.5, False),  # 300 + 600
+        (400, 0.5, True),  # 400 + 800
+        (100, 0.0, True),  # all at once: no rate to trust
+        (600, 100.0, True),  # at_most, however slowly they came
+    ],
+)
+def test_holding_keeps_room_for_a_second_of_arrivals(
+    taken: int, age_s: float, due: bool
+) -> None:
+    holding = Holding(capacity=1000, at_least=100, at_most=600, room_s=1.0)
+    assert holding.due(taken, age_s) is due
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.mark.parametrize(("per_step_s", "flushed_at"), [(0.001, 4), (0.1, 12)])
+def test_the_actor_holds_past_its_batch_only_while_the_rate_leaves_room(
+    env: lmdb.Environment, per_step_s: float, flushed_at: int
+) -> None:
+    # Two clicks a step. At 2,000/s the ring (capacity 64) has no room for
+    # a second of them, and the batch (4) is flushed when it is reached; at
+    # 20/s the actor holds on, up to at_most (12).
+    ring = ListRing(capacity_records=64)
+    clock = _Clock()
+    holding = Holding(capacity=64, at_least=4, at_most=12, room_s=1.0)
+    actor = AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=NEVER_MS,
+        batch_records=4,
+        holding=holding,
+        clock=clock,
+    )
+    taken = 0
+    while actor.statistics().flushes == 0:
+        push_clicks(ring, "a", 2)
+        taken += actor.run_once()
+        clock.now_s += per_step_s
+        assert taken <= 12
+
+    assert taken == flushed_at
+    assert total_clicks(env, "a") == flushed_at
+    assert ring.head == flushed_at
+
+
+def test_a_held_batch_still_flushes_on_the_interval(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    clock = _Clock()
+    holding = Holding(capacity=1024, at_least=4, at_most=512, room_s=1.0)
+    actor = AnalyticsActor(
+        ring, env, flush_interval_ms=1000, batch_records=4, holding=holding, clock=clock
+    )
+    for _ in range(4):  # 8/s: room enough, and 0.75 s is not the interval
+        push_clicks(ring, "a", 2)
+        actor.run_once()
+        clock.now_s += 0.25
+    assert actor.statistics().flushes == 0
+
+    push_clicks(ring, "a", 2)
+    actor.run_once()
+    assert actor.statistics().flushes == 1
+    assert total_clicks(env, "a") == 10
+
+
+def test_a_backlog_found_at_once_is_flushed_at_once(env: lmdb.Environment) -> None:
+    # After a restart the actor finds the ring full of what waited for it:
+    # no rate to trust, so at_least is enough.
+    ring = ListRing()
+    push_clicks(ring, "a", 8)
+    holding = Holding(capacity=1024, at_least=4, at_most=512, room_s=1.0)
+    actor = AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=NEVER_MS,
+        batch_records=4,
+        holding=holding,
+        clock=_Clock(),
+    )
+
+    assert actor.run_once() == 4
+    assert actor.statistics().flushes == 1
 
 
 def _pairs(count: int) -> Iterator[tuple[str, LinkDelta]]:
