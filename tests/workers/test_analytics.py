@@ -359,6 +359,24 @@ class _Clock:
         return self.now_s
 
 
+def _holding_actor(
+    ring: ListRing,
+    env: lmdb.Environment,
+    holding: Holding,
+    clock: _Clock,
+    flush_interval_ms: int = NEVER_MS,
+) -> AnalyticsActor:
+    """An actor with a batch of 4 that holds on as `holding` says."""
+    return AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=flush_interval_ms,
+        batch_records=4,
+        holding=holding,
+        clock=clock,
+    )
+
+
 @pytest.mark.parametrize(("per_step_s", "flushed_at"), [(0.001, 4), (0.1, 12)])
 def test_the_actor_holds_past_its_batch_only_while_the_rate_leaves_room(
     env: lmdb.Environment, per_step_s: float, flushed_at: int
@@ -369,14 +387,7 @@ def test_the_actor_holds_past_its_batch_only_while_the_rate_leaves_room(
     ring = ListRing(capacity_records=64)
     clock = _Clock()
     holding = Holding(capacity=64, at_least=4, at_most=12, room_s=1.0)
-    actor = AnalyticsActor(
-        ring,
-        env,
-        flush_interval_ms=NEVER_MS,
-        batch_records=4,
-        holding=holding,
-        clock=clock,
-    )
+    actor = _holding_actor(ring, env, holding, clock)
     taken = 0
     while actor.statistics().flushes == 0:
         push_clicks(ring, "a", 2)
@@ -393,9 +404,7 @@ def test_a_held_batch_still_flushes_on_the_interval(env: lmdb.Environment) -> No
     ring = ListRing()
     clock = _Clock()
     holding = Holding(capacity=1024, at_least=4, at_most=512, room_s=1.0)
-    actor = AnalyticsActor(
-        ring, env, flush_interval_ms=1000, batch_records=4, holding=holding, clock=clock
-    )
+    actor = _holding_actor(ring, env, holding, clock, flush_interval_ms=1000)
     for _ in range(4):  # 8/s: room enough, and 0.75 s is not the interval
         push_clicks(ring, "a", 2)
         actor.run_once()
@@ -414,14 +423,7 @@ def test_a_backlog_found_at_once_is_flushed_at_once(env: lmdb.Environment) -> No
     ring = ListRing()
     push_clicks(ring, "a", 8)
     holding = Holding(capacity=1024, at_least=4, at_most=512, room_s=1.0)
-    actor = AnalyticsActor(
-        ring,
-        env,
-        flush_interval_ms=NEVER_MS,
-        batch_records=4,
-        holding=holding,
-        clock=_Clock(),
-    )
+    actor = _holding_actor(ring, env, holding, _Clock())
 
     assert actor.run_once() == 4
     assert actor.statistics().flushes == 1
