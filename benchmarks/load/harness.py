@@ -2,6 +2,8 @@
 
 The order matters:
 
+0. the pacer is built, and the machine's own stalls are measured with
+   nothing else running (again at the very end): `measure_stalls`;
 1. a fresh node (temporary data directory, unique node name, free port,
    L1 a quarter of the links) is started and seeded over HTTP;
 2. the node's scenarios run one after another: `redirect-hot` first, then
@@ -37,6 +39,7 @@ from benchmarks.load.baselines.nginx import nginx_path
 from benchmarks.load.client import ClientError, seed_links
 from benchmarks.load.measure import check_clicks, measure, warm_up
 from benchmarks.load.options import Options
+from benchmarks.load.pacer import build_pacer, measure_stalls
 from benchmarks.load.report import RunReport
 from benchmarks.load.targets import LoadNode, Target, start_nginx, start_sanic
 from benchmarks.load.workload import (
@@ -61,19 +64,23 @@ def run(options: Options) -> RunReport:
     try:
         workdir = Path(tempfile.mkdtemp(prefix="hyperlinkr-load-"))
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        pacer = build_pacer(workdir)
+        stalls = [("before", measure_stalls(pacer))]
         node = LoadNode(workdir, options.l1_capacity_entries, options.lmdb_map_size_mb)
         cleanup.callback(node.close)
         logger.info("starting node %s on port %d", node.node_name, node.port)
         node.start()
 
         try:
-            workload, report = _seed_and_load(node, workdir, options)
+            workload, report = _seed_and_load(node, workdir, pacer, options)
         except (ClientError, WrkFailed):
             logger.error("the node's logs, for the failure below:\n%s", node.logs())
             raise
         report.load_average_start = load_average_start
         if options.baselines:
             _load_baselines(workdir, workload, options, report, cleanup)
+        stalls.append(("after", measure_stalls(pacer)))
+        report.host_stalls = stalls
         return report
     finally:
         with signals_ignored():
@@ -96,14 +103,14 @@ def signals_ignored() -> Iterator[None]:
 
 
 def _seed_and_load(
-    node: LoadNode, workdir: Path, options: Options
+    node: LoadNode, workdir: Path, pacer: Path, options: Options
 ) -> tuple[Workload, RunReport]:
     """Seed the node, run its scenarios, stop it; what the baselines need."""
     started = time.monotonic()
     urls = seed_urls(options.links)
     codes = seed_links(node.port, urls)
     seed_s = time.monotonic() - started
-    workload = Workload.build(workdir, codes, urls, options.hot_codes)
+    workload = Workload.build(workdir, codes, urls, options.hot_codes, pacer)
     report = RunReport(options, workload.scenarios, node.node_name, seed_s)
     if options.l1_capacity_entries >= options.links:
         report.notes.append(

@@ -25,6 +25,10 @@
  * measured. It prints one line, HLR-PACER {...}, with the measured
  * requests' figures; DUMP, if given, gets one line per measured request:
  * due time (ns after the first), latency and service time (ns).
+ *
+ *   pacer --stalls SECONDS
+ *
+ * measures the machine instead (see measure_stalls).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -168,12 +172,36 @@ static void dump_samples(const char *path, const Samples *s) {
     fclose(f);
 }
 
+/* `pacer --stalls SECONDS`: spin on the clock for SECONDS and report the
+ * gaps between two readings longer than LATE_NS: time this core was taken
+ * from a runnable thread (by the hypervisor, or by whatever else runs). */
+static int measure_stalls(double seconds) {
+    const int64_t end = now_ns() + (int64_t)(seconds * 1e9);
+    int64_t previous = now_ns(), stalled = 0, longest = 0;
+    unsigned long long gaps = 0;
+    for (int64_t now = previous; now < end; previous = now) {
+        now = now_ns();
+        const int64_t gap = now - previous;
+        if (gap > LATE_NS) {
+            gaps++;
+            stalled += gap;
+            if (gap > longest) longest = gap;
+        }
+    }
+    printf("HLR-STALLS {\"seconds\": %.3f, \"gaps\": %llu, \"stalled_ms\": %.4f, "
+           "\"longest_ms\": %.4f}\n",
+           seconds, gaps, (double)stalled / 1e6, (double)longest / 1e6);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--stalls") == 0 && atof(argv[2]) > 0)
+        return measure_stalls(atof(argv[2]));
     if (argc != 8 && argc != 9) {
         fprintf(stderr,
                 "usage: %s PORT RATE CONNECTIONS DURATION_S WARMUP_S PREFIX CODES "
-                "[DUMP]\n",
-                argv[0]);
+                "[DUMP]\n       %s --stalls SECONDS\n",
+                argv[0], argv[0]);
         return 2;
     }
     const int port = atoi(argv[1]), connections = atoi(argv[3]);

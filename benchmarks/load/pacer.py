@@ -13,11 +13,18 @@ Its figures come back as a `WrkResult`, the harness's one result type,
 plus `Pacing`: what only an open-loop run can tell, namely how late the
 generator itself sent (on a machine it shares with the target, waiting
 for a core) and the latency from the actual send, which leaves that out.
+
+The same program measures the machine: `measure_stalls` spins one copy
+on every core and adds up the gaps in their clock readings. On an idle
+machine those are the times the hypervisor (or something else) took the
+core away, which no per-process CPU figure shows; a millisecond latency
+bar cannot be read below them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -28,9 +35,19 @@ from typing import Any
 
 from benchmarks.load.wrk import WrkResult
 
-__all__ = ["OpenLoop", "PacerFailed", "Pacing", "build_pacer", "run_pacer"]
+__all__ = [
+    "OpenLoop",
+    "PacerFailed",
+    "Pacing",
+    "Stalls",
+    "build_pacer",
+    "measure_stalls",
+    "run_pacer",
+]
 
 RESULT_MARKER = "HLR-PACER "
+STALLS_MARKER = "HLR-STALLS "
+STALL_PROBE_S = 2.0
 SOURCE = Path(__file__).with_name("pacer.c")
 WARMUP_S = 1.0
 _GRACE_S = 30.0
@@ -65,6 +82,25 @@ class Pacing:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "late_share": self.late_share}
+
+
+@dataclass(frozen=True, slots=True)
+class Stalls:
+    """What a busy loop on each core lost to gaps of over 0.1 ms."""
+
+    seconds: float
+    cores: int
+    gaps: int
+    stalled_ms: float  # summed over the cores
+    longest_ms: float
+
+    @property
+    def share(self) -> float:
+        """Of all the cores' time."""
+        return self.stalled_ms / (1000 * self.seconds * self.cores)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "share": self.share}
 
 
 def _compiler() -> list[str]:
@@ -159,3 +195,38 @@ def parse_output(stdout: str) -> tuple[WrkResult, Pacing]:
         max_lag_ms=raw["max_lag_ms"],
     )
     return result, pacing
+
+
+def measure_stalls(binary: Path, seconds: float = STALL_PROBE_S) -> Stalls:
+    """Spin one probe a core for `seconds`, all at once; their gaps summed."""
+    cores = os.cpu_count() or 1
+    argv = [str(binary), "--stalls", f"{seconds:g}"]
+    probes: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(cores):
+            probes.append(
+                subprocess.Popen(
+                    argv, stdout=subprocess.PIPE, text=True, start_new_session=True
+                )
+            )
+        outputs = [p.communicate(timeout=seconds + _GRACE_S)[0] for p in probes]
+    except subprocess.TimeoutExpired as exc:
+        raise PacerFailed(f"a stall probe did not finish: {exc}") from exc
+    finally:
+        for probe in probes:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+    readings = []
+    for probe, output in zip(probes, outputs, strict=True):
+        lines = [ln for ln in output.splitlines() if ln.startswith(STALLS_MARKER)]
+        if probe.returncode != 0 or not lines:
+            raise PacerFailed(f"a stall probe exited {probe.returncode}: {output}")
+        readings.append(json.loads(lines[-1][len(STALLS_MARKER) :]))
+    return Stalls(
+        seconds=seconds,
+        cores=cores,
+        gaps=sum(r["gaps"] for r in readings),
+        stalled_ms=sum(r["stalled_ms"] for r in readings),
+        longest_ms=max(r["longest_ms"] for r in readings),
+    )

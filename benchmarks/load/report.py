@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.load.bars import judge
 from benchmarks.load.measure import ClickCheck, Measurement
 from benchmarks.load.options import Options
+from benchmarks.load.pacer import Stalls
 from benchmarks.load.processes import ProcessMemory
 from benchmarks.load.workload import BASELINE_SCENARIOS, NODE_SCENARIOS, Scenario
 
@@ -150,6 +151,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     # Other work on the machine skews every figure; this says how much ran.
     load_average_start: float = 0.0
+    # The machine's own stalls, measured idle before and after the run.
+    host_stalls: list[tuple[str, Stalls]] = field(default_factory=list)
 
     def text(self) -> str:
         o = self.options
@@ -162,6 +165,7 @@ class RunReport:
             "",
             *_table([_row(m) for m in _in_order(self.measurements)]),
             *_LEGEND,
+            *self._stall_lines(),
             *self._paced_lines(),
             *self._ratio_lines(),
             *self._click_lines(),
@@ -193,6 +197,20 @@ class RunReport:
                     f"{100 * p.late_share:.1f}%, latest by {p.max_lag_ms:.1f} ms"
                 )
         return ["", *lines] if lines else []
+
+    def _stall_lines(self) -> list[str]:
+        if not self.host_stalls:
+            return []
+        first = self.host_stalls[0][1]
+        readings = "; ".join(
+            f"{when} {100 * s.share:.2f}% (longest {s.longest_ms:.1f} ms)"
+            for when, s in self.host_stalls
+        )
+        return [
+            f"host stalls, a busy loop on each of {first.cores} CPUs for "
+            f"{first.seconds:g} s with nothing else running, time lost in gaps "
+            f"over 0.1 ms: {readings}"
+        ]
 
     def _bar_lines(self) -> list[str]:
         verdicts = judge(self.measurements)
@@ -269,6 +287,7 @@ class RunReport:
             "seed_s": self.seed_s,
             "load_average_start": self.load_average_start,
             "load_average_end": os.getloadavg()[0],
+            "host_stalls": {when: s.as_dict() for when, s in self.host_stalls},
             "scenarios": {n: s.description for n, s in self.scenarios.items()},
             "measurements": [m.as_dict() for m in self.measurements],
             "ratios": [asdict(r) for r in ratios(self.measurements)],

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.load.pacer import OpenLoop, build_pacer
+from benchmarks.load.pacer import OpenLoop
 from benchmarks.load.scripts import write_codes, write_script
 
 __all__ = [
@@ -100,18 +100,19 @@ class Workload:
         codes: Sequence[str],
         urls: Sequence[str],
         hot_count: int,
+        pacer: Path,
     ) -> Workload:
-        """Split the seeded codes; write the wrk scripts and build the pacer
-        into directory."""
+        """Split the seeded codes and write the wrk scripts into directory;
+        `pacer` is the open-loop generator (`benchmarks.load.pacer`)."""
         hot = list(codes[-hot_count:])
         ranked = list(codes[:-hot_count])
         random.Random(SHUFFLE_SEED).shuffle(ranked)
-        scenarios = _write_scenarios(directory, hot, ranked)
+        scenarios = _write_scenarios(directory, hot, ranked, pacer)
         return cls(dict(zip(codes, urls, strict=True)), hot, ranked, scenarios)
 
 
 def _write_scenarios(
-    directory: Path, hot: Sequence[str], ranked: Sequence[str]
+    directory: Path, hot: Sequence[str], ranked: Sequence[str], pacer: Path
 ) -> dict[str, Scenario]:
     hot_file = write_codes(directory / "hot-codes.txt", hot)
     ranked_file = write_codes(directory / "ranked-codes.txt", ranked)
@@ -133,7 +134,7 @@ def _write_scenarios(
         return Scenario(name, script, description, warmup_s, connections, rate_per_s)
 
     def open_loop(name: str, codes_file: Path, description: str) -> Scenario:
-        loop = OpenLoop(build_pacer(directory), codes_file, "/")
+        loop = OpenLoop(pacer, codes_file, "/")
         return Scenario(name, None, description, 0, PACED_CONNECTIONS, None, loop)
 
     hot_params = {"path_prefix": "/", "kind": "redirect", **common}

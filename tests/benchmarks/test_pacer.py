@@ -8,8 +8,11 @@ during the stall must count the stall, even those it never sent then.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import socketserver
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.load.pacer import OpenLoop, PacerFailed, build_pacer, run_pacer
+from benchmarks.load.pacer import (
+    STALLS_MARKER,
+    OpenLoop,
+    PacerFailed,
+    build_pacer,
+    measure_stalls,
+    run_pacer,
+)
 
 RATE_PER_S = 500.0
 CONNECTIONS = 4
@@ -149,3 +159,33 @@ def test_error_statuses_and_refused_connections_are_reported(
         closed_port = unused.getsockname()[1]  # bound, never listening
         with pytest.raises(PacerFailed, match="connect"):
             run_pacer(loop, closed_port, RATE_PER_S, CONNECTIONS, 0.2, 0)
+
+
+def test_the_stall_probe_reports_a_core_taken_from_it(binary: Path) -> None:
+    # SIGSTOP is what a hypervisor does to a vCPU, seen from inside: the
+    # probe's clock jumps while it is runnable again only after SIGCONT.
+    probe = subprocess.Popen(
+        [str(binary), "--stalls", "1.0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.3)
+        os.kill(probe.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        os.kill(probe.pid, signal.SIGCONT)
+        output, _ = probe.communicate(timeout=30)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    line = next(ln for ln in output.splitlines() if ln.startswith(STALLS_MARKER))
+    assert '"longest_ms": ' in line
+    longest_ms = float(line.split('"longest_ms": ')[1].rstrip("}"))
+    assert 150 <= longest_ms < 1000
+
+
+def test_stalls_are_measured_on_every_core_at_once(binary: Path) -> None:
+    stalls = measure_stalls(binary, 0.2)
+    assert stalls.cores == (os.cpu_count() or 1)
+    assert stalls.seconds == 0.2
+    assert 0 <= stalls.share < 1
+    assert stalls.longest_ms <= stalls.stalled_ms or stalls.gaps == 0
