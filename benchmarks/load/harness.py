@@ -39,7 +39,7 @@ from benchmarks.load.baselines.nginx import nginx_path
 from benchmarks.load.client import ClientError, seed_links
 from benchmarks.load.measure import check_clicks, measure, warm_up
 from benchmarks.load.options import Options
-from benchmarks.load.pacer import build_pacer, measure_stalls
+from benchmarks.load.pacer import PacerFailed, build_pacer, measure_stalls
 from benchmarks.load.report import RunReport
 from benchmarks.load.targets import LoadNode, Target, start_nginx, start_sanic
 from benchmarks.load.workload import (
@@ -73,7 +73,7 @@ def run(options: Options) -> RunReport:
 
         try:
             workload, report = _seed_and_load(node, workdir, pacer, options)
-        except (ClientError, WrkFailed):
+        except (ClientError, PacerFailed, WrkFailed):
             logger.error("the node's logs, for the failure below:\n%s", node.logs())
             raise
         report.load_average_start = load_average_start

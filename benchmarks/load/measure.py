@@ -2,11 +2,11 @@
 
 CPU is read from /proc just before and just after wrk (or the pacer)
 runs, over every process of the target, and divided by the requests it
-completed: so it
-includes the node's idle work (the analytics flush loop, supervisors) for
-the scenario's duration, which is part of what a request costs. wrk runs
-on the same machine and its own CPU is not counted; on a small machine it
-competes with the target for cores, which the throughput figures include.
+completed: so it includes the node's idle work (the analytics flush loop,
+supervisors) for the scenario's duration, which is part of what a
+request costs. The generator runs on the same machine and its own CPU is
+not counted; on a small machine it competes with the target for cores,
+which the throughput figures include.
 
 Anything else running on the machine skews every figure, so each
 measurement also says how much CPU the rest of the machine used meanwhile:
