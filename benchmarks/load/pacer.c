@@ -133,6 +133,14 @@ static int open_connection(int port, int epoll_fd, uint32_t index) {
     return fd;
 }
 
+/* Whether the whole request went out (a request is far smaller than a
+ * socket's buffer). MSG_NOSIGNAL: a closed connection is an error to
+ * handle, not SIGPIPE. */
+static int send_request(const Conn *c, const Requests *r, size_t which) {
+    return send(c->fd, r->text[which], r->length[which], MSG_NOSIGNAL) ==
+           (ssize_t)r->length[which];
+}
+
 /* The length of the complete response at the front of buf: 0 while it is
  * not all there, -1 when it cannot be one. Sets *status. */
 static long response_length(const char *buf, size_t have, int *status) {
@@ -249,9 +257,15 @@ int main(int argc, char **argv) {
             idle_first = (idle_first + 1) % connections;
             idle_count--;
             const size_t which = next % requests.count;
-            if (write(c->fd, requests.text[which], requests.length[which]) !=
-                (ssize_t)requests.length[which])
-                fail("write");
+            const int i = (int)(c - conns);
+            if (!send_request(c, &requests, which)) {
+                /* The target closed it while it was idle (a keep-alive
+                 * timeout): the same request on a new connection. */
+                epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = open_connection(port, epoll_fd, (uint32_t)i);
+                if (!send_request(c, &requests, which)) fail("send");
+            }
             if (next >= warm) {
                 if (now - due > max_lag) max_lag = now - due;
                 if (now - due > LATE_NS) late++;

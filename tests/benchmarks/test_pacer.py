@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import threading
 import time
@@ -58,6 +59,13 @@ class _Responder(socketserver.BaseRequestHandler):
                 b"HTTP/1.1 " + status + b"\r\nLocation: https://example.com/\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
+            if path == b"/closing":
+                # Reset the connection at once (no lingering close): the
+                # next request sent on it must not take the pacer down.
+                self.request.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                return
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -189,3 +197,17 @@ def test_stalls_are_measured_on_every_core_at_once(binary: Path) -> None:
     assert stalls.seconds == 0.2
     assert 0 <= stalls.share < 1
     assert stalls.longest_ms <= stalls.stalled_ms or stalls.gaps == 0
+
+
+def test_connections_the_target_closes_are_replaced(
+    server: _Server, binary: Path, tmp_path: Path
+) -> None:
+    # One connection at 2,000/s: each request goes out right after the last
+    # answer, while the reset that followed it may still be on its way.
+    loop = OpenLoop(binary, _codes(tmp_path, "closing"))
+    result, pacing = run_pacer(loop, server.port, 2000.0, 1, 0.5, 0)
+    # Every request was answered on a new connection, or lost with one the
+    # target had reset just as it was sent, and counted as such.
+    assert pacing.due == 1000
+    assert result.requests + result.socket_errors == 1000
+    assert result.requests >= 250
