@@ -7,20 +7,21 @@
 One command starts a Hyperlinkr node from nothing (temporary data
 directory, unique node name, free loopback port, 2 web workers, an L1 a
 quarter the size of the link set), seeds it with N links over HTTP, and
-puts bounded wrk load on it, scenario by scenario:
+puts bounded load on it (wrk, or the open-loop pacer for the paced
+scenarios), scenario by scenario:
 
     redirect-hot    GET /{code} over a small hot set, the L1 hit path;
                     its clicks are then compared with /stats (loss)
-    redirect-half   the same codes, paced at half the requests/s that
-                    redirect-hot reached, on 16 connections, doubled up
-                    to the run's count until they keep up with the rate:
-                    latency at half the maximum throughput
+    redirect-half   the same codes at half the requests/s that
+                    redirect-hot reached, open loop on 64 connections:
+                    latency at half the maximum throughput, from each
+                    request's due time
     redirect-zipf   GET /{code}, Zipf-distributed over a set four times
                     larger than L1, with the L1 hit ratio it produced
     stats           GET /stats/{code}
     shorten         POST /shorten, each URL new (fsync'd before 201)
-    shorten-paced   the same, paced at 5,000/s on 64 connections: p99
-                    at the rate the shorten bar names
+    shorten-paced   the same at 5,000/s, open loop on 64 connections:
+                    p99 at the rate the shorten bar names
     mixed           90% redirect, 5% shorten, 5% stats
 
 For each it reports requests/s, latency percentiles, errors, CPU per
@@ -40,6 +41,7 @@ reports every process's RSS and PSS and the node's total (see `rss`).
 
 Modules, one role each: `options` (command line), `workload` (codes and
 scenarios), `scripts` (wrk Lua), `wrk` (running and parsing it),
+`pacer` (the open-loop generator, and the host stall probe),
 `client` (seeding and /stats), `processes` (services and /proc),
 `targets` (node and baselines), `measure` (a scenario's cost, the click
 check), `bars` (the issue's bars), `report` (table and JSON), `harness`

@@ -117,8 +117,8 @@ def measure(
     threads: int,
     rate_per_s: float | None = None,
 ) -> Measurement:
-    """Run scenario against target on `connections`; a paced one (and
-    every open-loop one) needs `rate_per_s`."""
+    """Run scenario against target on `connections`; a paced one (the
+    pacer's, open loop) needs `rate_per_s`."""
     if scenario.paced_connections is not None and (
         rate_per_s is None or rate_per_s <= 0
     ):
@@ -140,9 +140,7 @@ def measure(
         if scenario.warmup_s:
             run_wrk(script, target.port, scenario.warmup_s, connections, threads)
         before, cpu = target.counters(), _CpuClock(target)
-        result = run_wrk(
-            script, target.port, duration_s, connections, threads, rate_per_s
-        )
+        result = run_wrk(script, target.port, duration_s, connections, threads)
     spent = cpu.read()
     after = target.counters()
     measurement = Measurement(

@@ -1,4 +1,4 @@
-/* An open-loop load generator: GET requests on a fixed schedule.
+/* An open-loop load generator: requests on a fixed schedule.
  *
  * Request i is due at start + i / rate, whatever became of the ones before
  * it, and its latency runs from that due time to the end of its response.
@@ -10,19 +10,21 @@
  * than in bunches on millisecond ticks, the way wrk's timers send them.
  *
  * The latency from the actual send is kept too ("service"): the two differ
- * by how late the generator itself sent, which on a machine it shares
- * with the target is the generator waiting for a core. "late" counts the
- * requests sent more than LATE_NS after they were due.
+ * by how late the request was sent, which is the generator waiting for a
+ * core (on a machine it shares with the target) or for a free connection
+ * (every one with a request in flight). "late" counts the requests sent
+ * more than LATE_NS after they were due.
  *
  * One thread, HTTP/1.1 keep-alive, one request in flight per connection,
  * responses framed by Content-Length. benchmarks.load.pacer builds and
  * runs it:
  *
- *   pacer PORT RATE CONNECTIONS DURATION_S WARMUP_S PREFIX CODES [DUMP]
+ *   pacer [--post] PORT RATE CONNECTIONS DURATION_S WARMUP_S PREFIX CODES [DUMP]
  *
  * CODES holds one code a line; the paths PREFIX + code are requested in
- * turn. Requests due in the first WARMUP_S seconds are sent but not
- * measured. It prints one line, HLR-PACER {...}, with the measured
+ * turn (GET). With --post, each line of CODES is instead a JSON body,
+ * POSTed in turn to the path PREFIX. Requests due in the first WARMUP_S
+ * seconds are sent but not measured. It prints one line, HLR-PACER {...}, with the measured
  * requests' figures; DUMP, if given, gets one line per measured request:
  * due time (ns after the first), latency and service time (ns).
  *
@@ -89,7 +91,8 @@ static void *allocate(size_t bytes) {
     return p;
 }
 
-static Requests load_requests(const char *path, const char *prefix, int port) {
+static Requests load_requests(const char *path, const char *prefix, int port,
+                              int post) {
     FILE *f = fopen(path, "r");
     if (!f) fail(path);
     Requests r = {0};
@@ -105,16 +108,22 @@ static Requests load_requests(const char *path, const char *prefix, int port) {
             r.length = realloc(r.length, capacity * sizeof *r.length);
             if (!r.text || !r.length) fail("realloc");
         }
-        int bytes = asprintf(&r.text[r.count],
-                             "GET %s%.*s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
-                             prefix, (int)len, line, port);
+        int bytes =
+            post ? asprintf(&r.text[r.count],
+                            "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                            "Content-Type: application/json\r\n"
+                            "Content-Length: %zd\r\n\r\n%.*s",
+                            prefix, port, len, (int)len, line)
+                 : asprintf(&r.text[r.count],
+                            "GET %s%.*s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+                            prefix, (int)len, line, port);
         if (bytes < 0) fail("asprintf");
         r.length[r.count++] = (size_t)bytes;
     }
     free(line);
     fclose(f);
     if (r.count == 0) {
-        fprintf(stderr, "pacer: %s holds no codes\n", path);
+        fprintf(stderr, "pacer: %s holds no %s\n", path, post ? "bodies" : "codes");
         exit(2);
     }
     return r;
@@ -205,11 +214,15 @@ static int measure_stalls(double seconds) {
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--stalls") == 0 && atof(argv[2]) > 0)
         return measure_stalls(atof(argv[2]));
+    const char *program = argv[0];
+    const int post = argc > 1 && strcmp(argv[1], "--post") == 0;
+    argc -= post;
+    argv += post;
     if (argc != 8 && argc != 9) {
         fprintf(stderr,
-                "usage: %s PORT RATE CONNECTIONS DURATION_S WARMUP_S PREFIX CODES "
-                "[DUMP]\n       %s --stalls SECONDS\n",
-                argv[0], argv[0]);
+                "usage: %s [--post] PORT RATE CONNECTIONS DURATION_S WARMUP_S PREFIX "
+                "CODES [DUMP]\n       %s --stalls SECONDS\n",
+                program, program);
         return 2;
     }
     const int port = atoi(argv[1]), connections = atoi(argv[3]);
@@ -221,7 +234,7 @@ int main(int argc, char **argv) {
                         "positive and WARMUP_S not negative\n");
         return 2;
     }
-    const Requests requests = load_requests(argv[7], argv[6], port);
+    const Requests requests = load_requests(argv[7], argv[6], port, post);
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
     const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);

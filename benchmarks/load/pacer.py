@@ -59,11 +59,18 @@ class PacerFailed(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class OpenLoop:
-    """A scenario the pacer runs: GET prefix + code, for each code in turn."""
+    """A scenario the pacer runs: GET prefix + code, for each code in turn;
+    with `post`, each line of `codes` is a JSON body POSTed to prefix."""
 
     binary: Path
     codes: Path
     prefix: str = "/"
+    post: bool = False
+
+    @property
+    def kind(self) -> str:
+        """What its requests are, as the wrk scripts count them."""
+        return "shorten" if self.post else "redirect"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,7 @@ def run_pacer(
     """Offer rate_per_s to 127.0.0.1:port for warmup_s + duration_s."""
     argv = [
         str(loop.binary),
+        *(["--post"] if loop.post else []),
         str(port),
         f"{rate_per_s:.6g}",
         str(connections),
@@ -163,10 +171,10 @@ def run_pacer(
         raise PacerFailed(
             f"the pacer exited with {done.returncode}: {done.stderr.strip()[-2000:]}"
         )
-    return parse_output(done.stdout)
+    return parse_output(done.stdout, loop.kind)
 
 
-def parse_output(stdout: str) -> tuple[WrkResult, Pacing]:
+def parse_output(stdout: str, kind: str = "redirect") -> tuple[WrkResult, Pacing]:
     lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARKER)]
     if not lines:
         marker = RESULT_MARKER.strip()
@@ -183,7 +191,7 @@ def parse_output(stdout: str) -> tuple[WrkResult, Pacing]:
         max_ms=raw["max_ms"],
         socket_errors=raw["socket_errors"],
         status_errors=raw["status_errors"],
-        sent={"redirect": raw["due"]},
+        sent={kind: raw["due"]},
     )
     pacing = Pacing(
         due=raw["due"],

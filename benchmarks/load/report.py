@@ -193,7 +193,8 @@ class RunReport:
                 lines.append(
                     f"  open loop: p99.9 {p.p999_ms:.2f} ms; from the send rather "
                     f"than the due time p50 {p.service_p50_ms:.2f} ms, p99 "
-                    f"{p.service_p99_ms:.2f} ms; sent late (> 0.1 ms) "
+                    f"{p.service_p99_ms:.2f} ms; sent late (> 0.1 ms: no core for "
+                    f"the generator, or every connection busy) "
                     f"{100 * p.late_share:.1f}%, latest by {p.max_lag_ms:.1f} ms"
                 )
         return ["", *lines] if lines else []

@@ -10,15 +10,9 @@ bottleneck. `done()` prints one `HLR-RESULT {json}` line with the summary,
 the 50/95/99th latency percentiles (wrk's `--latency` table has no p95)
 and how many requests of each kind the threads made.
 
-The paced script (`shorten-paced`) offers a set rate rather than all it
-can: wrk calls `delay()` before each request and holds the connection
-that many milliseconds, and the script spaces the threads' requests
-evenly with a monotonic clock (LuaJIT's FFI, `clock_gettime`). wrk has
-no rate option of its own, and this is still a closed loop: latency is
-measured from each request's send, so a stall of the target delays the
-requests behind it instead of counting against them. That is close
-enough for the shorten bar (20 ms); the redirect bar (1 ms) is read with
-the open-loop pacer instead (`benchmarks.load.pacer`).
+wrk has no rate option, and paced from Lua it sends on whole-millisecond
+ticks and times each request from its send, so the paced scenarios are
+sent by the open-loop pacer instead (`benchmarks.load.pacer`).
 
 Zipf picks draw rank r with probability proportional to 1 / r^s from a
 cumulative table, by binary search; the codes file is in rank order, which
@@ -136,17 +130,6 @@ function request()
   return requests[index]
 end
 """,
-    # A new URL each time, paced (see _PACING).
-    "paced-shorten": r"""
-function init(args)
-  init_pacing(args)
-end
-
-function request()
-  count_kind("shorten")
-  return shorten_request()
-end
-""",
     "zipf": r"""
 function init(args)
   requests = get_requests(load_codes(codes_path), "/")
@@ -194,47 +177,6 @@ end
 }
 
 
-# What a paced body shares: each thread hands out send times 1/rate apart
-# (rate = args[1] / args[2], the run's rate over its threads) and delay()
-# holds a connection until its turn. wrk reads delay()'s answer as whole
-# milliseconds, so a request goes out within half a millisecond of its
-# turn, but the turns themselves keep the rate. A turn already past is not
-# made up: a stalled target is offered less, and the achieved rate shows
-# it.
-_PACING = r"""
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } hlr_timespec;
-int clock_gettime(int clock_id, hlr_timespec *tp);
-]]
-local CLOCK_MONOTONIC = 1
-local clock = ffi.new("hlr_timespec")
-local interval_ms, next_turn_ms
-
-local function now_ms()
-  ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
-  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
-end
-
-function init_pacing(args)
-  local rate, thread_count = tonumber(args[1]), tonumber(args[2])
-  if not rate or rate <= 0 or not thread_count then
-    error("expected wrk arguments: rate_per_s threads, got " ..
-      tostring(args[1]) .. " " .. tostring(args[2]))
-  end
-  interval_ms = 1000 * thread_count / rate
-end
-
-function delay()
-  local now = now_ms()
-  if next_turn_ms == nil or next_turn_ms < now then next_turn_ms = now end
-  local wait_ms = next_turn_ms - now
-  next_turn_ms = next_turn_ms + interval_ms
-  return math.floor(wait_ms + 0.5)
-end
-"""
-
-
 def _lua_string(text: str) -> str:
     """A Lua string literal (JSON's escapes are a subset of Lua's)."""
     return json.dumps(text)
@@ -261,8 +203,6 @@ def write_script(
         **{key: str(value) for key, value in params.items()},
     }
     text = _PRELUDE.substitute(fields)
-    if body.startswith("paced-"):
-        text += _PACING
     text += Template(_BODIES[body]).substitute(fields)
     path = directory / f"{name}.lua"
     path.write_text(text)

@@ -7,7 +7,9 @@ The seeded codes are split in two sets that never overlap:
   touches them before the click check, so the sum of their /stats totals
   can be compared with the redirects wrk saw answered. After the check,
   `redirect-half` cycles through them again at a set rate, sent by the
-  open-loop pacer (`benchmarks.load.pacer`) rather than wrk.
+  open-loop pacer (`benchmarks.load.pacer`) rather than wrk. The pacer
+  also sends `shorten-paced`, each request a new URL (SHORTEN_BODIES of
+  them, in turn).
 - ranked: every other code, shuffled with a fixed seed so a code's Zipf
   rank has nothing to do with when it was seeded (the L1 holds the last
   quarter seeded), then used in rank order by `redirect-zipf`, `stats`
@@ -17,6 +19,7 @@ The seeded codes are split in two sets that never overlap:
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 from collections.abc import Mapping, Sequence
@@ -48,11 +51,16 @@ ZIPF_WARMUP_S = 1
 # many requests can be in flight at once.
 PACED_SHARE = 0.5
 PACED_CONNECTIONS = 64
-# shorten-paced offers the rate the shorten bar names, on as many
-# connections as the unpaced scenarios: p99 at that rate, where `shorten`
-# gives the maximum rate and the latency of 64 connections queued for it.
+# shorten-paced offers the rate the shorten bar names, open loop, on as
+# many connections as the unpaced scenarios: p99 at that rate, where
+# `shorten` gives the maximum rate and the latency of 64 connections
+# queued for it.
 SHORTEN_PACED_PER_S = 5000.0
 SHORTEN_PACED_CONNECTIONS = 64
+# Distinct URLs shorten-paced sends: enough for 12 s at its rate. Its
+# warm-up and its measured run both start at the first; a URL sent again
+# is a new link all the same (the requests do not ask for reuse).
+SHORTEN_BODIES = 60_000
 
 NODE_SCENARIOS = (
     "redirect-hot",
@@ -72,12 +80,12 @@ class Scenario:
     script: Path | None  # the wrk script; None for an open-loop scenario
     description: str
     warmup_s: int = 0
-    # A paced scenario offers a set rate on this many connections: its own
-    # `rate_per_s`, or (None) the one the harness gives it. None for the
-    # others, which offer all they can.
+    # A paced scenario, run by the pacer (open loop) rather than wrk,
+    # offers a set rate on this many connections: its own `rate_per_s`,
+    # or (None) the one the harness gives it. None for the others, which
+    # wrk runs and which offer all they can.
     paced_connections: int | None = None
     rate_per_s: float | None = None
-    # Run by the pacer, open loop, rather than by wrk (always paced).
     open_loop: OpenLoop | None = None
 
 
@@ -126,16 +134,24 @@ def _write_scenarios(
         codes_file: Path | None,
         description: str,
         params: Mapping[str, object],
-        paced: tuple[int, float | None] | None = None,
     ) -> Scenario:
         script = write_script(directory, name, body, codes_file, **params)
         warmup_s = ZIPF_WARMUP_S if body == "zipf" else 0
-        connections, rate_per_s = paced or (None, None)
-        return Scenario(name, script, description, warmup_s, connections, rate_per_s)
+        return Scenario(name, script, description, warmup_s)
 
-    def open_loop(name: str, codes_file: Path, description: str) -> Scenario:
-        loop = OpenLoop(pacer, codes_file, "/")
-        return Scenario(name, None, description, 0, PACED_CONNECTIONS, None, loop)
+    def open_loop(
+        name: str,
+        loop: OpenLoop,
+        description: str,
+        connections: int = PACED_CONNECTIONS,
+        rate_per_s: float | None = None,
+    ) -> Scenario:
+        return Scenario(name, None, description, 0, connections, rate_per_s, loop)
+
+    bodies_file = write_codes(
+        directory / "shorten-bodies.txt",
+        _shorten_bodies(str(common["run_token"]), SHORTEN_BODIES),
+    )
 
     hot_params = {"path_prefix": "/", "kind": "redirect", **common}
     stats_params = {"path_prefix": "/stats/", "kind": "stats", **common}
@@ -154,7 +170,7 @@ def _write_scenarios(
         ),
         open_loop(
             "redirect-half",
-            hot_file,
+            OpenLoop(pacer, hot_file, "/"),
             f"redirect-hot's codes at {PACED_SHARE:.0%} of its requests/s, "
             f"open loop on {PACED_CONNECTIONS} connections (latency from "
             "each request's due time)",
@@ -176,14 +192,14 @@ def _write_scenarios(
         scenario(
             "shorten", "shorten", None, "POST /shorten, a new URL each time", common
         ),
-        scenario(
+        open_loop(
             "shorten-paced",
-            "paced-shorten",
-            None,
-            f"POST /shorten paced at {SHORTEN_PACED_PER_S:,.0f}/s on "
-            f"{SHORTEN_PACED_CONNECTIONS} connections",
-            common,
-            paced=(SHORTEN_PACED_CONNECTIONS, SHORTEN_PACED_PER_S),
+            OpenLoop(pacer, bodies_file, "/shorten", post=True),
+            f"POST /shorten at {SHORTEN_PACED_PER_S:,.0f}/s, open loop on "
+            f"{SHORTEN_PACED_CONNECTIONS} connections (latency from each "
+            "request's due time)",
+            SHORTEN_PACED_CONNECTIONS,
+            SHORTEN_PACED_PER_S,
         ),
         scenario(
             "mixed",
@@ -195,3 +211,11 @@ def _write_scenarios(
         ),
     ]
     return {s.name: s for s in found}
+
+
+def _shorten_bodies(run_token: str, count: int) -> list[str]:
+    """POST /shorten bodies, one a line, each with a URL of its own."""
+    return [
+        json.dumps({"url": f"https://example.com/load/{run_token}/paced/{i}"})
+        for i in range(count)
+    ]

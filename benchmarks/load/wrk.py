@@ -75,13 +75,8 @@ def run_wrk(
     duration_s: int,
     connections: int,
     threads: int,
-    rate_per_s: float | None = None,
 ) -> WrkResult:
-    """Run wrk against 127.0.0.1:port for duration_s (whole seconds).
-
-    A paced script (see `benchmarks.load.scripts`) needs `rate_per_s`, the
-    rate to offer over all threads; the others ignore it.
-    """
+    """Run wrk against 127.0.0.1:port for duration_s (whole seconds)."""
     wrk = wrk_path()
     if wrk is None:
         raise WrkFailed(install_hint())
@@ -97,8 +92,6 @@ def run_wrk(
         str(script),
         f"http://127.0.0.1:{port}/",
     ]
-    if rate_per_s is not None:
-        argv += ["--", f"{rate_per_s:.6g}", str(threads)]
     done = subprocess.run(
         argv,
         capture_output=True,

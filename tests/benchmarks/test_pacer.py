@@ -8,6 +8,7 @@ during the stall must count the stall, even those it never sent then.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,13 +50,24 @@ class _Responder(socketserver.BaseRequestHandler):
                     return
                 buffer += data
             head, _, buffer = buffer.partition(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1]
+            method, path, _ = head.split(b" ", 2)
+            fields = _fields(head)
+            length = int(fields.get(b"content-length", b"0"))
+            while len(buffer) < length:
+                data = self.request.recv(4096)
+                if not data:
+                    return
+                buffer += data
+            sent, buffer = buffer[:length], buffer[length:]
             with self.server.lock:
                 self.server.served += 1
                 if self.server.served == STALL_AT:
                     time.sleep(STALL_S)
                 status = b"404 Not Found" if path == b"/missing" else b"302 Found"
                 body = b"gone" if path == b"/missing" else b""
+                if method == b"POST":
+                    self.server.posts.append((path, fields.get(b"content-type"), sent))
+                    status, body = b"201 Created", b'{"code":"abc"}'
             self.request.sendall(
                 b"HTTP/1.1 " + status + b"\r\nLocation: https://example.com/\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
@@ -68,6 +81,15 @@ class _Responder(socketserver.BaseRequestHandler):
                 return
 
 
+def _fields(head: bytes) -> dict[bytes, bytes]:
+    """The header fields of a request head, names in lower case."""
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    return fields
+
+
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -76,6 +98,7 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), _Responder)
         self.lock = threading.Lock()
         self.served = 0
+        self.posts: list[tuple[bytes, bytes | None, bytes]] = []
 
     @property
     def port(self) -> int:
@@ -126,6 +149,23 @@ def test_every_due_request_is_answered_and_counted(
     dues = sorted(due for due, _, _ in rows)
     assert dues[:3] == [0, 2_000_000, 4_000_000]
     assert dues[-1] == 499 * 2_000_000
+
+
+def test_post_sends_each_line_as_a_json_body_in_turn(
+    server: _Server, binary: Path, tmp_path: Path
+) -> None:
+    bodies = [json.dumps({"url": f"https://example.com/{i}"}) for i in range(3)]
+    loop = OpenLoop(binary, _codes(tmp_path, *bodies), "/shorten", post=True)
+    result, pacing = run_pacer(loop, server.port, RATE_PER_S, CONNECTIONS, 0.6, 0.1)
+    assert (result.requests, result.errors, pacing.unanswered) == (300, 0, 0)
+    assert result.sent == {"shorten": 300}
+    # Every request, the warm-up's 50 too, was a POST of one line as JSON,
+    # the lines in turn: 350 requests, so the first two lines went once more.
+    assert {(path, kind) for path, kind, _ in server.posts} == {
+        (b"/shorten", b"application/json")
+    }
+    sent = Counter(body.decode() for _, _, body in server.posts)
+    assert sent == {bodies[0]: 117, bodies[1]: 117, bodies[2]: 116}
 
 
 def test_a_stall_counts_against_every_request_due_during_it(
