@@ -24,9 +24,10 @@
  * CODES holds one code a line; the paths PREFIX + code are requested in
  * turn (GET). With --post, each line of CODES is instead a JSON body,
  * POSTed in turn to the path PREFIX. Requests due in the first WARMUP_S
- * seconds are sent but not measured. It prints one line, HLR-PACER {...}, with the measured
- * requests' figures; DUMP, if given, gets one line per measured request:
- * due time (ns after the first), latency and service time (ns).
+ * seconds are sent but not measured. It prints one line, HLR-PACER {...},
+ * with the measured requests' figures; DUMP, if given, gets one line per
+ * measured request: due time (ns after the first), latency and service
+ * time (ns).
  *
  *   pacer --stalls SECONDS
  *
