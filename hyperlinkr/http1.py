@@ -1,5 +1,5 @@
-"""HTTP/1.1 bytes for the redirect fast path: read a plain request head,
-write a redirect exactly as Sanic would.
+"""HTTP/1.1 bytes for the fast path: read a plain request, write an answer
+exactly as Sanic would.
 
 `parse_plain(data, start)` accepts only complete request heads whose
 meaning is beyond doubt and answers `None` for everything else, which
@@ -34,6 +34,18 @@ done with it: status line, location, cache-control, [alt-svc,]
 content-length: 0, connection, content-type, in that order, values
 sanitised with Sanic's own table. tests/e2e/test_fastpath.py compares
 the two byte for byte, so a change to either side shows up there.
+
+`parse_post(data, start, path, max_head, max_body)` reads a complete POST
+of `path` whose body came with it, and hands back the headers the way
+`Http.http1_request_header` builds them (names lowercased, values
+decoded with surrogateescape and `lstrip`ped, in order), so the fast path
+can give the real handler a real Sanic `Request`. Plain here means: the
+request line is exactly `POST <path> HTTP/1.1`, every header line is a
+token, a colon and a value without CR or LF, there is exactly one
+Content-Length of ASCII digits no larger than `max_body`, and there is no
+Transfer-Encoding, Expect or Upgrade header. `response_bytes` puts any
+complete `HTTPResponse` on the wire as `Http.http1_response_header` does
+for a response sent whole.
 """
 
 from __future__ import annotations
@@ -41,7 +53,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from sanic.headers import _HTTP1_STATUSLINES
+from sanic import HTTPResponse
+from sanic.headers import _HTTP1_STATUSLINES, format_http1_response
+from sanic.helpers import has_message_body
 from sanic.response.types import HEADER_TRANSLATION_TABLE
 
 from hyperlinkr._wire import scan_plain
@@ -50,10 +64,13 @@ from hyperlinkr.routes import REDIRECT_CACHE_CONTROL
 
 __all__ = [
     "REDIRECT_STATUSES",
+    "PlainPost",
     "PlainRequest",
     "parse_plain",
     "parse_plain_reference",
+    "parse_post",
     "redirect_bytes",
+    "response_bytes",
 ]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -73,6 +90,12 @@ _NOTABLE = re.compile(
     re.IGNORECASE,
 )
 _READ = frozenset({b"referer", b"user-agent", b"x-forwarded-for", b"connection"})
+# A POST head's header block, and its lines one by one.
+_HEADER_BLOCK = re.compile(rb"(?:%b:[^\r\n]*\r\n)*\r\n" % _TOKEN)
+_HEADER_LINE = re.compile(rb"(%b):([^\r\n]*)\r\n" % _TOKEN)
+# Headers that mean a body is not simply Content-Length bytes, or that
+# there is something to negotiate first: such a POST is Sanic's.
+_NOT_PLAIN_POST = frozenset({"transfer-encoding", "expect", "upgrade"})
 
 _CACHE_CONTROL = REDIRECT_CACHE_CONTROL.translate(HEADER_TRANSLATION_TABLE).encode()
 _TAIL = b"\r\ncontent-type: text/plain; charset=utf-8\r\n\r\n"
@@ -89,6 +112,16 @@ class PlainRequest(NamedTuple):
     referer: str | None
     user_agent: str | None
     forwarded_for: str | None
+
+
+class PlainPost(NamedTuple):
+    """A plain POST with its whole body, ready to become a Sanic Request."""
+
+    end: int  # offset just past the body
+    head: bytes  # the request line and headers, as Sanic keeps them
+    headers: list[tuple[str, str]]  # as Http.http1_request_header reads them
+    body: bytes
+    keep_alive: bool
 
 
 def parse_plain(data: bytes, start: int) -> PlainRequest | None:
@@ -129,6 +162,62 @@ def _text(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     return raw.decode("utf-8", "surrogateescape").lstrip()
+
+
+def parse_post(
+    data: bytes, start: int, path: bytes, max_head: int, max_body: int
+) -> PlainPost | None:
+    """The POST of `path` at data[start], if plain and complete with its body.
+
+    `max_head` is Sanic's header limit (a head that reaches it is not
+    plain), `max_body` its body limit (REQUEST_MAX_SIZE).
+    """
+    line = b"POST " + path + b" HTTP/1.1\r\n"
+    if not data.startswith(line, start):
+        return None
+    block_start = start + len(line)
+    block = _HEADER_BLOCK.match(data, block_start, start + max_head + 4)
+    if block is None or block.end() - 4 - start >= max_head:
+        return None
+    headers: list[tuple[str, str]] = []
+    length: int | None = None
+    keep_alive = True
+    for raw_name, raw_value in _HEADER_LINE.findall(data, block_start, block.end()):
+        name = raw_name.decode().lower()
+        value = raw_value.decode("utf-8", "surrogateescape").lstrip()
+        if name == "content-length":
+            if length is not None or not (value.isascii() and value.isdigit()):
+                return None
+            length = int(value)
+        elif name == "connection":
+            keep_alive = value.lower() == "keep-alive"
+        elif name in _NOT_PLAIN_POST:
+            return None
+        headers.append((name, value))
+    body_start = block.end()
+    if length is None or length > max_body or body_start + length > len(data):
+        return None
+    end = body_start + length
+    head = data[start : body_start - 4]
+    return PlainPost(end, head, headers, data[body_start:end], keep_alive)
+
+
+def response_bytes(response: HTTPResponse, keep_alive: bool) -> bytes:
+    """`response`, sent whole, as Http.http1_response_header writes it.
+
+    Like Sanic it sets content-length and connection in the response's
+    headers before it renders them.
+    """
+    headers = response.headers
+    body = response.body or b""
+    if has_message_body(response.status):  # type: ignore[no-untyped-call]
+        headers["content-length"] = len(body)
+    else:
+        body = b""
+        headers.pop("content-length", None)
+        headers.pop("transfer-encoding", None)
+    headers["connection"] = "keep-alive" if keep_alive else "close"
+    return format_http1_response(response.status, response.processed_headers) + body
 
 
 def redirect_bytes(
