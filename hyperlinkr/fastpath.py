@@ -1,4 +1,4 @@
-"""The redirect fast path: plain redirects answered inside Sanic's protocol.
+"""The fast path: plain redirects and shortens answered inside Sanic's protocol.
 
 Why
 ---
@@ -7,10 +7,12 @@ handler: it builds a Request and a Header multidict, routes, runs the
 handler as a task step, builds an HTTPResponse and sanitises its headers.
 A redirect that is an L1 hit needs none of that: two regular-expression
 passes over the head, one shared-table read, one ring push and one
-write. `FastRedirectProtocol` is Sanic's own HTTP/1.1 protocol with
+write. `FastPathProtocol` is Sanic's own HTTP/1.1 protocol with
 `data_received` taught to answer those requests itself, on the bytes as
 they arrive, and to hand every other byte to Sanic untouched. Nothing
-else about the worker changes.
+else about the worker changes. Plain POSTs of /shorten are taken the same
+way and answered by the real handler without the pipeline around it
+(`hyperlinkr.fastshorten`).
 
 Who owns the byte stream
 ------------------------
@@ -75,6 +77,22 @@ anything else (other middleware, `http.*` signals, the access log, a
 redirect route that is not `routes.redirect`): it logs why once, and
 every request goes to Sanic.
 
+A shorten of ours in flight
+--------------------------
+A shorten awaits the persister's commit, so answering one does not end
+within `data_received`. From the moment the fast path takes a plain POST
+until its answer is written, the fast path owns the connection outright:
+Sanic stays parked as it was, bytes that arrive meanwhile are held in
+order (and reading is paused once they reach Sanic's own buffer limit,
+REQUEST_BUFFER_SIZE), and after the write they are served, or handed to
+Sanic, exactly as if they had just arrived. So a redirect sent behind a
+shorten cannot overtake its answer. Sanic's checks that would misread
+the parked stage are told: `close_if_idle` (graceful shutdown) treats
+the connection as busy, and its answer is written before it closes;
+`check_timeouts` times the shorten as a handler (RESPONSE_TIMEOUT), not
+as an idle keep-alive. A client that leaves meanwhile still has its
+link made (the write is in the ring); only the answer has nowhere to go.
+
 Alternatives rejected: replacing Sanic's `Http` class (its methods are
 rewritten at start by Sanic's touch-up machinery, and every request, not
 only redirects, would then meet a parser of ours); holding a partial head
@@ -84,12 +102,14 @@ separate redirect server on its own port (another process to supervise,
 and clients would have to know); caching answers per code with
 invalidation (a second truth to keep in step with L1).
 
-`statistics(app)` counts requests answered here, requests Sanic parsed,
-and why bytes were handed over.
+`statistics(app)` counts redirects and shortens answered here, requests
+Sanic parsed, and why bytes were handed over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from time import monotonic as current_time
 from typing import Any
 
@@ -97,10 +117,15 @@ from sanic import Sanic
 from sanic.http import Http, Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
-from hyperlinkr.http1 import parse_plain
+from hyperlinkr.http1 import PlainPost, parse_plain
 from hyperlinkr.redirector import FastPathStatistics, Handoff, Redirector
 
-__all__ = ["FastPathStatistics", "FastRedirectProtocol", "Handoff", "statistics"]
+__all__ = ["FastPathProtocol", "FastPathStatistics", "Handoff", "statistics"]
+
+logger = logging.getLogger(__name__)
+
+# How often a connection with a shorten in flight checks Sanic's timeouts.
+_IN_FLIGHT_CHECK_S = 1.0
 
 
 def statistics(app: Sanic[Any, Any]) -> FastPathStatistics | None:
@@ -109,18 +134,26 @@ def statistics(app: Sanic[Any, Any]) -> FastPathStatistics | None:
     return redirector.statistics() if isinstance(redirector, Redirector) else None
 
 
-class FastRedirectProtocol(HttpProtocol):
-    """Sanic's HTTP/1.1 protocol, answering plain L1-hit redirects itself."""
+class FastPathProtocol(HttpProtocol):
+    """Sanic's HTTP/1.1 protocol, answering plain redirects and shortens itself."""
 
-    __slots__ = ("_redirector",)
+    __slots__ = ("_answering", "_close_after", "_held", "_redirector", "_shortener")
 
     def __init__(self, *, app: Sanic[Any, Any], **kwargs: Any) -> None:
         redirector = Redirector.of(app)
         kwargs["state"] = redirector.sanic_state
         super().__init__(app=app, **kwargs)
         self._redirector = redirector
+        self._shortener = redirector.shortener
+        # While a shorten of ours is in flight: the bytes that came since.
+        self._held: bytearray | None = None
+        self._answering: asyncio.Task[None] | None = None
+        self._close_after = False  # the server asked us to close when done
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._hold(data)
+            return
         if not data or not self._fast_owns():
             if data:
                 self._redirector.handoffs[Handoff.BUSY] += 1
@@ -170,6 +203,8 @@ class FastRedirectProtocol(HttpProtocol):
             if not self._can_write.is_set():
                 redirector.handoffs[Handoff.BACKPRESSURE] += 1
                 return start
+            if data.startswith(b"POST ", start):
+                return self._shorten(data, start)
             request = parse_plain(data, start)
             # TODO: a head split over two reads goes to Sanic whole, which
             # costs Sanic's ~60 us for it and, with a pipelining client that
@@ -188,6 +223,78 @@ class FastRedirectProtocol(HttpProtocol):
                 return -1
             start = request.end
         return start
+
+    def _shorten(self, data: bytes, start: int) -> int:
+        """Take the POST at data[start] if plain; where Sanic takes over."""
+        post = self._shortener.parse(data, start)
+        if post is None:
+            reason = _not_plain(data, start, Http.HEADER_MAX_SIZE)
+            self._redirector.handoffs[reason] += 1
+            return start
+        self._held = bytearray(data[post.end :])
+        self._answering = self.loop.create_task(self._answer_post(post))
+        return len(data)
+
+    async def _answer_post(self, post: PlainPost) -> None:
+        """Answer `post`, then go on with what came meanwhile."""
+        try:
+            response, keep_alive = await self._shortener.answer(
+                post, self.transport, self.conn_info
+            )
+        except Exception:
+            # The handler's own errors became answers; this is a fault of
+            # ours, and there is nothing sane left to say on this connection.
+            logger.exception("the fast path failed to answer a shorten")
+            self._held = None
+            self.close()
+            return
+        except BaseException:  # cancelled: the worker is going away
+            self._held = None
+            self.close()
+            raise
+        finally:
+            self._answering = None
+        held, self._held = self._held, None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away; the link was made all the same
+        transport.write(response)
+        self._time = current_time()
+        if not keep_alive or self._close_after:
+            self.close()
+            return
+        transport.resume_reading()  # in case holding paused it
+        if held:
+            self.data_received(bytes(held))
+
+    def _hold(self, data: bytes) -> None:
+        """Keep bytes for after the answer, pausing a client that sends a lot."""
+        self._time = current_time()
+        held = self._held
+        assert held is not None
+        held += data
+        transport = self.transport
+        if len(held) >= self.app.config.REQUEST_BUFFER_SIZE and transport:
+            transport.pause_reading()  # as Sanic does with its own buffer
+
+    def close_if_idle(self) -> bool:
+        """Sanic's, except that a connection with a shorten in flight is busy."""
+        if self._held is not None:
+            self._close_after = True
+            return False
+        return bool(super().close_if_idle())
+
+    def check_timeouts(self) -> None:
+        """Sanic's, with a shorten in flight timed as a handler, not as idle."""
+        if self._held is not None and self._task:
+            if current_time() - self._time <= self.response_timeout:
+                self._callback_check_timeouts = self.loop.call_later(
+                    _IN_FLIGHT_CHECK_S, self.check_timeouts
+                )
+                return
+            self._task.cancel()  # Sanic's answer to a response timeout
+            return
+        super().check_timeouts()  # type: ignore[no-untyped-call]
 
 
 def _not_plain(data: bytes, start: int, limit: int) -> Handoff:

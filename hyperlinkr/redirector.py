@@ -47,6 +47,7 @@ from hyperlinkr import app as app_module
 from hyperlinkr import metrics, monitoring, routes
 from hyperlinkr.access import client_ip
 from hyperlinkr.clicks import encode_click
+from hyperlinkr.fastshorten import Shortener
 from hyperlinkr.http1 import REDIRECT_STATUSES, PlainRequest, redirect_bytes
 from hyperlinkr.links import decode_l1
 from hyperlinkr.node import CLICK_RECORD_BYTES
@@ -77,7 +78,8 @@ class FastPathStatistics:
     """What one web worker's fast path did since it started."""
 
     enabled: bool
-    fast: int  # requests answered by the fast path
+    fast: int  # redirects answered by the fast path
+    shortens: int  # shortens answered by the fast path (hyperlinkr.fastshorten)
     sanic: int  # requests Sanic parsed (and answered)
     busy: int  # reads handed over because Sanic owned the connection
     incomplete: int
@@ -130,10 +132,12 @@ class Redirector:
         self.sanic_state: dict[str, int] = {_REQUESTS_COUNT: 0}
         refusal = self.refusal(app)
         self.enabled = refusal is None
+        self.shortener = Shortener(app, self.enabled, self._alt_svc)
         if refusal is None:
-            logger.info("redirect fast path on")
+            shortens = "on" if self.shortener.enabled else "off (not routes.shorten)"
+            logger.info("fast path on: redirects on, shortens %s", shortens)
         else:
-            logger.warning("redirect fast path off: %s; Sanic answers all", refusal)
+            logger.warning("fast path off: %s; Sanic answers all", refusal)
 
     @classmethod
     def of(cls, app: Sanic[Any, Any]) -> Redirector:
@@ -232,6 +236,7 @@ class Redirector:
         return FastPathStatistics(
             self.enabled,
             self.fast,
+            self.shortener.count,
             self.sanic_state[_REQUESTS_COUNT],
             *(counts[reason] for reason in Handoff),
         )

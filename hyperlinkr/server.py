@@ -12,8 +12,8 @@ worker that dies loses only the connections it was serving: new ones
 hashed to its socket wait in that socket's queue until its replacement
 accepts them, a second or two later.
 Unless HYPERLINKR_FAST_PATH is off, the server speaks HTTP/1.1 through
-`FastRedirectProtocol`, which answers plain L1-hit redirects itself and
-hands everything else to Sanic (`hyperlinkr.fastpath`).
+`FastPathProtocol`, which answers plain L1-hit redirects and plain
+shortens itself and hands everything else to Sanic (`hyperlinkr.fastpath`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
     # Imported here: the web supervisor imports this module for
     # bind_listeners and has no use for Sanic (about 25 MB resident).
     from hyperlinkr.app import create_app
-    from hyperlinkr.fastpath import FastRedirectProtocol
+    from hyperlinkr.fastpath import FastPathProtocol
 
     stops = _StopSignals()
     sock = socket.socket(fileno=listen_fd)
@@ -82,7 +82,7 @@ def serve_worker(settings: Settings, listen_fd: int) -> int:
         single_process=True,
         access_log=settings.access_log,
         motd=False,
-        protocol=FastRedirectProtocol if settings.fast_path else None,
+        protocol=FastPathProtocol if settings.fast_path else None,
     )
     return 0
 

@@ -3,7 +3,7 @@
     python -m tests.e2e.fastpath_server --port P [--workers N] [--sanic]
 
 It is `hyperlinkr web` with one difference: each worker runs
-`create_app(settings)` with `FastRedirectProtocol` (or, with `--sanic`,
+`create_app(settings)` with `FastPathProtocol` (or, with `--sanic`,
 Sanic's own protocol, for a like-for-like baseline). Settings come from
 the `HYPERLINKR_*` variables, so started with a node's environment it
 shares that node's L1, rings and LMDB and the node's actors count its
@@ -27,7 +27,7 @@ from sanic import HTTPResponse, Request
 from hyperlinkr import metrics
 from hyperlinkr.app import create_app
 from hyperlinkr.config import Settings
-from hyperlinkr.fastpath import FastRedirectProtocol, statistics
+from hyperlinkr.fastpath import FastPathProtocol, statistics
 from hyperlinkr.routes import json_response
 from hyperlinkr.server import bind_listeners
 from hyperlinkr.supervisor import ChildSpec, Supervisor, die_with_parent
@@ -45,7 +45,7 @@ def serve(settings: Settings, listen_fd: int, fast: bool) -> int:
     metrics.configure(settings)  # as `hyperlinkr _child web` does
     app = create_app(settings)
     app.add_route(_statistics, STATISTICS_PATH, methods=["GET"])
-    extra: dict[str, Any] = {"protocol": FastRedirectProtocol} if fast else {}
+    extra: dict[str, Any] = {"protocol": FastPathProtocol} if fast else {}
     app.run(
         sock=socket.socket(fileno=listen_fd),
         single_process=True,

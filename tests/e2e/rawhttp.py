@@ -61,7 +61,7 @@ def exchange(
         )
         sender.start()
         time.sleep(wait_before_read_s)
-        answer = _read_answers(sock, [_is_head(request) for request in requests])
+        answer = read_answers(sock, [_is_head(request) for request in requests])
         sender.join(READ_TIMEOUT_S)
         return answer
 
@@ -101,7 +101,7 @@ def _send(
         pass  # the server closed early (431, Connection: close); the reader sees it
 
 
-def _read_answers(sock: socket.socket, heads: Sequence[bool]) -> Answer:
+def read_answers(sock: socket.socket, heads: Sequence[bool]) -> Answer:
     reader = _Reader(sock)
     for head_only in heads:
         if not reader.take_answer(head_only):

@@ -2,7 +2,7 @@
 
 Every test runs a real node with HYPERLINKR_FAST_PATH=false (Sanic's own
 path on `node.port`) and, beside it on the same shared memory and LMDB,
-one worker serving the same app with `FastRedirectProtocol`
+one worker serving the same app with `FastPathProtocol`
 (tests/e2e/fastpath_server.py). The same request
 bytes go to both over raw sockets and the bytes that come back must be
 equal. The fast path's counters show which path answered, so an equal
@@ -11,8 +11,11 @@ answer is not just Sanic answering twice.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +31,14 @@ from hyperlinkr.apikeys import create_key
 from tests.e2e.conftest import MakeNode
 from tests.e2e.fastpath_server import STATISTICS_PATH
 from tests.e2e.nodes import RunningNode, free_port
-from tests.e2e.rawhttp import Answer, batches, exchange, get, round_trips
+from tests.e2e.rawhttp import (
+    Answer,
+    batches,
+    exchange,
+    get,
+    read_answers,
+    round_trips,
+)
 from tests.e2e.scraping import scrape, total, wait_for
 
 START_TIMEOUT_S = 30.0
@@ -47,6 +57,7 @@ class Pair:
     node: RunningNode
     fast_port: int
     manage_key: str | None = None
+    server: subprocess.Popen[bytes] | None = None
 
     def same(self, talk: Callable[..., Answer], *args: Any, **kwargs: Any) -> Answer:
         """`talk(port, ...)` to both paths; their answer, checked to be equal."""
@@ -61,6 +72,18 @@ class Pair:
 
     def fast_count(self) -> int:
         return self.statistics()["fast"]
+
+    def shorten_count(self) -> int:
+        return self.statistics()["shortens"]
+
+    def same_made(
+        self, talk: Callable[..., Answer], *args: Any, **kwargs: Any
+    ) -> Answer:
+        """`same`, for answers that make links: alike but for what is new."""
+        normal = talk(self.node.port, *args, **kwargs)
+        fast = talk(self.fast_port, *args, **kwargs)
+        assert made(canonical(fast)) == made(canonical(normal))
+        return fast
 
     def fast_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.fast_port}{path}"
@@ -95,6 +118,28 @@ def canonical(answer: Answer) -> Answer:
         return match[1] + b", ".join(methods)
 
     return Answer(_ALLOW.sub(sort, answer.raw), answer.closed)
+
+
+# What differs between two answers that made a link each: its code, its
+# times of creation and expiry, and what is left of the caller's budget.
+_NEW = [
+    (re.compile(rb'"code":"[A-Za-z0-9_-]+"'), b'"code":"C"'),
+    (re.compile(rb'/[A-Za-z0-9_-]+","url"'), b'/C","url"'),
+    (re.compile(rb'"created_at":"[^"]+"'), b'"created_at":"T"'),
+    (re.compile(rb'"expires_at":"[^"]+"'), b'"expires_at":"T"'),
+    (
+        re.compile(rb"\r\nratelimit-remaining: \d+\r\n"),
+        b"\r\nratelimit-remaining: R\r\n",
+    ),
+]
+
+
+def made(answer: Answer) -> Answer:
+    """`answer` with what a new link makes different written the same."""
+    raw = answer.raw
+    for pattern, same in _NEW:
+        raw = pattern.sub(same, raw)
+    return Answer(raw, answer.closed)
 
 
 def start_fast_server(node: RunningNode) -> tuple[subprocess.Popen[bytes], int]:
@@ -146,7 +191,7 @@ def start_pair(make_node: MakeNode, tmp_path: Path) -> Iterator[StartPair]:
         node = make_node(data_dir, fast_path="false", **settings)
         proc, port = start_fast_server(node)
         servers.append(proc)
-        return Pair(node, port, key)
+        return Pair(node, port, key, proc)
 
     yield start
     for proc in servers:
@@ -516,5 +561,306 @@ def test_web_workers_serve_through_the_fast_path_by_default(
     for _ in range(4):  # new connections, spread over both workers
         assert round_trips(node.port, [get(code), get(code)]).statuses() == [302] * 2
     log = node.logs["web"].read_text()
-    assert "redirect fast path on" in log
-    assert "redirect fast path off" not in log
+    assert "fast path on: redirects on, shortens on" in log
+    assert "fast path off" not in log
+
+
+# --- POST /shorten (hyperlinkr.fastshorten) ---------------------------------
+
+# Creation limits out of the way, unless a test is about them.
+ROOMY = {"create_rate_per_min": 1_000_000, "create_burst": 100_000}
+
+
+@pytest.fixture
+def maker(start_pair: StartPair) -> Pair:
+    return start_pair(**ROOMY)
+
+
+def shorten_request(
+    body: bytes | dict[str, Any] | list[Any],
+    *headers: str,
+    content_type: str | None = "application/json",
+) -> bytes:
+    """A POST /shorten with Host, these lines, a type and a Content-Length."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    lines = ["POST /shorten HTTP/1.1", "Host: 127.0.0.1", *headers]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    lines.append(f"Content-Length: {len(raw)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + raw
+
+
+def test_shortens_and_their_refusals_are_the_same_bytes_and_fast(maker: Pair) -> None:
+    taken = maker.shorten(alias="taken-alias")
+    cases = [
+        (shorten_request({"url": "https://example.com/new"}), 201),
+        (
+            shorten_request(
+                {"url": "https://example.com/x", "redirect_status": 301, "ttl_s": 60}
+            ),
+            201,
+        ),
+        (
+            shorten_request(
+                {"url": "https://example.com/ua"}, f"User-Agent: {FIREFOX}"
+            ),
+            201,
+        ),
+        (shorten_request(b'{"url": "https://example.com/\xc3\xa9t\xc3\xa9"}'), 201),
+        (
+            shorten_request(
+                {"url": "https://e.com/"},
+                content_type="Application/JSON; charset=utf-8",
+            ),
+            201,
+        ),
+        (shorten_request({"url": "javascript:alert(1)"}), 422),
+        (shorten_request({"url": "https://e.com/", "colour": "red"}), 422),
+        (shorten_request({"url": "https://e.com/", "alias": taken}), 409),
+        (shorten_request(b'{"url": '), 400),
+        (shorten_request(b"[1, 2]"), 400),
+        (shorten_request(b""), 400),
+        (shorten_request(b"\xff\xfe"), 400),
+        (shorten_request({"url": "https://e.com/"}, content_type="text/plain"), 415),
+        (shorten_request({"url": "https://e.com/"}, content_type=None), 415),
+        (shorten_request({"url": "https://e.com/"}, "Idempotency-Key: "), 400),
+    ]
+    for request, status in cases:
+        before = maker.shorten_count()
+        answer = maker.same_made(exchange, [request, get("healthz")])
+        assert answer.statuses() == [status, 200], request
+        assert not answer.closed
+        assert maker.shorten_count() == before + 1, request
+
+
+def test_a_shorten_that_asks_to_close_is_answered_and_closed_alike(
+    maker: Pair,
+) -> None:
+    for header in (
+        "Connection: close",
+        "connection: CLOSE",
+        "Connection: keep-alive, x",
+    ):
+        request = shorten_request({"url": "https://example.com/c"}, header)
+        before = maker.shorten_count()
+        answer = maker.same_made(exchange, [request, get("healthz")])
+        assert answer.statuses() == [201], header
+        assert answer.closed, header
+        assert maker.shorten_count() == before + 1, header
+
+
+def test_a_pipelined_mix_with_shortens_is_answered_in_order(maker: Pair) -> None:
+    code = maker.shorten()
+    round_trips(maker.fast_port, [get(code)])  # in L1
+    requests = [
+        shorten_request({"url": "https://example.com/p1"}),
+        get(code),
+        shorten_request(b"nope"),
+        shorten_request({"url": "https://example.com/p2"}),
+        get(code, method="HEAD"),
+        get("Missing1"),
+        shorten_request({"url": "https://example.com/p3"}),
+        get(code),
+    ]
+    shortens, fast = maker.shorten_count(), maker.fast_count()
+    answer = maker.same_made(exchange, requests)
+    assert answer.statuses() == [201, 302, 400, 201, 302, 404, 201, 302]
+    assert maker.shorten_count() - shortens == 3  # those before the miss
+    assert maker.fast_count() - fast == 2
+
+
+UNUSUAL_POSTS = [
+    shorten_request({"url": "https://e.com/"}).replace(b"HTTP/1.1", b"HTTP/1.0"),
+    shorten_request({"url": "https://e.com/"}).replace(b"/shorten", b"/shorten?a=1"),
+    shorten_request({"url": "https://e.com/"}, "Content-Length: 17"),
+    b"POST /shorten HTTP/1.1\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n11\r\n"
+    b'{"url": "https:/"}\r\n0\r\n\r\n',
+    b"POST /shorten HTTP/1.1\r\nContent-Type: application/json\r\n\r\n",
+    shorten_request({"url": "https://e.com/" + "a" * 17000}),  # over the body limit
+    shorten_request({"url": "https://e.com/"}, "X-Pad: " + "p" * HEADER_LIMIT_BYTES),
+]
+
+
+def test_unusual_posts_get_sanics_answer(maker: Pair) -> None:
+    code = maker.shorten()
+    for request in UNUSUAL_POSTS:
+        before = maker.shorten_count()
+        maker.same_made(exchange, [request, get(code)])
+        assert maker.shorten_count() == before, request[:120]
+    expecting = shorten_request({"url": "https://e.com/"}, "Expect: 100-continue")
+    # Sanic's "100 Continue" comes first: three answers to two requests.
+    answer = maker.same_made(exchange, [expecting, b"", get(code)])
+    assert answer.statuses() == [100, 201, 302]
+    assert maker.shorten_count() == before
+
+
+def test_a_shorten_in_pieces_is_sanics_and_answered_alike(maker: Pair) -> None:
+    request = shorten_request({"url": "https://example.com/pieces"})
+    before = maker.shorten_count()
+    for slice_bytes in (1, 30, len(request) - 5):
+        answer = maker.same_made(
+            exchange, [request, get("healthz")], slice_bytes=slice_bytes, pause_s=0.01
+        )
+        assert answer.statuses() == [201, 200], slice_bytes
+    assert maker.shorten_count() == before
+
+
+def test_idempotent_replays_are_the_same_bytes_on_both_paths(maker: Pair) -> None:
+    key = "Idempotency-Key: order-77"
+    request = shorten_request({"url": "https://example.com/once"}, key)
+    first = round_trips(maker.node.port, [request])
+    assert first.statuses() == [201]
+    before = maker.shorten_count()
+    replay = maker.same(round_trips, [request])  # same link, same moment
+    assert replay.statuses() == [201]
+    assert b"\r\nidempotent-replayed: true\r\n" in replay.raw
+    assert (
+        made(first).raw.split(b"\r\n\r\n")[1] == made(replay).raw.split(b"\r\n\r\n")[1]
+    )
+    other = shorten_request({"url": "https://example.com/other"}, key)
+    assert maker.same(round_trips, [other]).statuses() == [422]
+    assert maker.shorten_count() == before + 2
+
+
+def test_api_keys_are_checked_alike(start_pair: StartPair) -> None:
+    pair = start_pair(anonymous_create=False, **ROOMY)
+    url = {"url": "https://example.com/k"}
+    cases = [
+        (shorten_request(url), 401),
+        (shorten_request(url, "Authorization: Bearer nonsense"), 401),
+        (shorten_request(url, "X-Api-Key: nonsense"), 401),
+        (shorten_request(url, f"Authorization: Bearer {pair.manage_key}"), 403),
+    ]
+    for request, status in cases:
+        before = pair.shorten_count()
+        answer = pair.same(round_trips, [request])
+        assert answer.statuses() == [status], request
+        assert pair.shorten_count() == before + 1
+    maker = create_key(
+        pair.node.data_dir / "api-keys.json", "maker", frozenset({"links:create"})
+    )
+    allowed = shorten_request(url, f"Authorization: Bearer {maker}")
+
+    # A worker looks at the key file again on its first request a second
+    # (apikeys._RELOAD_CHECK_S) after its last look, so by now every one
+    # of both paths will have read the new key.
+    time.sleep(1.2)
+    before = pair.shorten_count()
+    assert pair.same_made(round_trips, [allowed]).statuses() == [201]
+    assert pair.shorten_count() == before + 1
+
+
+def test_the_creation_limit_is_one_budget_for_both_paths(start_pair: StartPair) -> None:
+    pair = start_pair(create_rate_per_min=1, create_burst=3)
+    request = shorten_request({"url": "https://example.com/limited"})
+    answer = round_trips(pair.fast_port, [request] * 4)
+    assert answer.statuses() == [201, 201, 201, 429]
+    assert b"\r\nratelimit-remaining: 0\r\n" in answer.raw
+    assert b"\r\nretry-after: " in answer.raw
+    refused = round_trips(pair.node.port, [request])
+    assert refused.statuses() == [429]
+    assert pair.shorten_count() == 4
+
+
+def test_bytes_sent_during_a_shorten_wait_for_its_answer(maker: Pair) -> None:
+    """While the persister is stopped nothing is answered, then all in order."""
+    code = maker.shorten()
+    round_trips(maker.fast_port, [get(code)])  # in L1
+    [persister] = maker.node.workers_of("persister")
+    first = shorten_request({"url": "https://example.com/held1"})
+    later = [
+        get(code),
+        shorten_request({"url": "https://example.com/held2"}),
+        get(code),
+    ]
+    with socket.create_connection(("127.0.0.1", maker.fast_port), 10) as sock:
+        os.kill(persister, signal.SIGSTOP)
+        try:
+            sock.sendall(first)
+            time.sleep(0.2)
+            sock.sendall(b"".join(later))
+            sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # not even the redirect overtakes the shorten
+            sock.settimeout(10)
+        finally:
+            os.kill(persister, signal.SIGCONT)
+        answer = read_answers(sock, [False] * 4)
+    assert answer.statuses() == [201, 302, 201, 302]
+    assert not answer.closed
+    assert b"example.com/held1" in answer.raw.split(b"HTTP/1.1 ")[1]
+
+
+def test_a_shorten_in_flight_is_answered_before_the_worker_stops(maker: Pair) -> None:
+    assert maker.server is not None
+    [persister] = maker.node.workers_of("persister")
+    request = shorten_request({"url": "https://example.com/stopping"})
+    with socket.create_connection(("127.0.0.1", maker.fast_port), 10) as sock:
+        os.kill(persister, signal.SIGSTOP)
+        try:
+            sock.sendall(request)
+            time.sleep(0.2)
+            maker.server.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+        finally:
+            os.kill(persister, signal.SIGCONT)
+        answer = read_answers(sock, [False])
+    assert answer.statuses() == [201]
+    assert answer.closed
+    assert maker.server.wait(STOP_TIMEOUT_S) == 0
+    code = json.loads(answer.raw.split(b"\r\n\r\n", 1)[1])["code"]
+    assert round_trips(maker.node.port, [get(code)]).statuses() == [302]
+
+
+def test_a_client_that_leaves_during_a_shorten_still_has_its_link_made(
+    maker: Pair,
+) -> None:
+    [persister] = maker.node.workers_of("persister")
+    url = "https://example.com/left-early"
+    with socket.create_connection(("127.0.0.1", maker.fast_port), 10) as sock:
+        os.kill(persister, signal.SIGSTOP)
+        try:
+            sock.sendall(shorten_request({"url": url}))
+            time.sleep(0.2)
+        finally:
+            sock.close()
+            time.sleep(0.2)
+            os.kill(persister, signal.SIGCONT)
+    reuse = shorten_request({"url": url, "reuse": True})
+
+    def made_once() -> bool:
+        return round_trips(maker.node.port, [reuse]).statuses() == [200]
+
+    wait_for(made_once, "the link of the client that left")
+    answer = maker.same_made(round_trips, [shorten_request({"url": url})])
+    assert answer.statuses() == [201]  # and the worker serves on
+
+
+def test_metrics_count_fast_shortens_as_the_middleware_would(maker: Pair) -> None:
+    requests_total = "hyperlinkr_requests_total"
+    before = scrape(maker.node)
+    shortens = maker.shorten_count()
+    sent = [shorten_request({"url": "https://example.com/m"})] * 2
+    sent.append(shorten_request({"url": "https://e.com/"}, content_type="text/plain"))
+    assert exchange(maker.fast_port, sent).statuses() == [201, 201, 415]
+    assert maker.shorten_count() - shortens == 3
+    after = before
+
+    def grew(status: str) -> float:
+        return total(after, requests_total, route="shorten", status=status) - total(
+            before, requests_total, route="shorten", status=status
+        )
+
+    def flushed() -> bool:
+        nonlocal after
+        after = scrape(maker.node)
+        return grew("201") >= 2 and grew("415") >= 1
+
+    wait_for(flushed, "the fast server's tally to be flushed")
+    assert (grew("201"), grew("415")) == (2, 1)
+    latency = "hyperlinkr_request_duration_seconds_count"
+    assert (
+        total(after, latency, route="shorten") - total(before, latency, route="shorten")
+        == 3
+    )
