@@ -47,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 
 from benchmarks.load.client import seed_links
 from benchmarks.load.pacer import WARMUP_S, OpenLoop, build_pacer, run_pacer
@@ -290,5 +291,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Unwinding through main's context managers resumes the actor, ends
+    # the burners and stops the node.
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C, kill -INT
+    # and SIGTERM must all unwind the run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        logger.warning("interrupted; everything the run started was stopped")
+        sys.exit(130)
