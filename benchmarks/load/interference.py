@@ -83,18 +83,25 @@ class Burner:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    label: str
+    """What runs beside the web workers while one measurement is taken."""
+
     stop_actor: bool
     burner: Burner | None = None
 
+    @property
+    def label(self) -> str:
+        if self.burner is not None:
+            return self.burner.label
+        return "stopped" if self.stop_actor else "actor"
+
 
 CONDITIONS = (
-    Condition("actor", stop_actor=False),
-    Condition("stopped", stop_actor=True),
-    Condition("", True, Burner(0.2, 5.0)),
-    Condition("", True, Burner(0.5, 5.0)),
-    Condition("", True, Burner(5.0, 50.0)),
-    Condition("", True, Burner(5.0, 50.0, idle_class=True)),
+    Condition(stop_actor=False),
+    Condition(stop_actor=True),
+    Condition(True, Burner(0.2, 5.0)),
+    Condition(True, Burner(0.5, 5.0)),
+    Condition(True, Burner(5.0, 50.0)),
+    Condition(True, Burner(5.0, 50.0, idle_class=True)),
 )
 
 
@@ -108,17 +115,13 @@ class Sample:
     actor_cpu_share: float  # of one core, while the load ran
 
 
-def _label(condition: Condition) -> str:
-    return condition.burner.label if condition.burner else condition.label
-
-
-def burn(busy_ms: float, period_ms: float, seconds: float, idle_class: bool) -> None:
-    """Spin `busy_ms` of every `period_ms` for `seconds`, at the lowest priority."""
+def burn(busy_ms: float, period_ms: float, duration_s: float, idle_class: bool) -> None:
+    """Spin `busy_ms` of every `period_ms` for `duration_s`, at the lowest priority."""
     os.nice(19)
     if idle_class:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     clock = time.perf_counter
-    end = clock() + seconds
+    end = clock() + duration_s
     rest_s = (period_ms - busy_ms) / 1000
     while clock() < end:
         busy_until = clock() + busy_ms / 1000
@@ -129,12 +132,12 @@ def burn(busy_ms: float, period_ms: float, seconds: float, idle_class: bool) -> 
 
 
 @contextmanager
-def _burning(burner: Burner | None, seconds: float) -> Iterator[None]:
+def _burning(burner: Burner | None, duration_s: float) -> Iterator[None]:
     if burner is None:
         yield
         return
     argv = [sys.executable, "-m", "benchmarks.load.interference", "--burn"]
-    argv += [f"{burner.busy_ms}", f"{burner.period_ms}", f"{seconds}"]
+    argv += [f"{burner.busy_ms}", f"{burner.period_ms}", f"{duration_s}"]
     if burner.idle_class:
         argv.append("--idle-class")
     process = subprocess.Popen(argv, start_new_session=True)
@@ -170,13 +173,13 @@ def _actor_pid(node: LoadNode) -> int:
 
 
 def measure_conditions(
-    node: LoadNode, loop: OpenLoop, rate_per_s: float, rounds: int, seconds: float
+    node: LoadNode, loop: OpenLoop, rate_per_s: float, rounds: int, measured_s: float
 ) -> list[Sample]:
     """Every condition `rounds` times, in turn; one sample each time."""
     samples = []
     for _ in range(rounds):
         for condition in CONDITIONS:
-            samples.append(_measure(node, loop, rate_per_s, seconds, condition))
+            samples.append(_measure(node, loop, rate_per_s, measured_s, condition))
             time.sleep(GAP_S)
     return samples
 
@@ -185,16 +188,16 @@ def _measure(
     node: LoadNode,
     loop: OpenLoop,
     rate_per_s: float,
-    seconds: float,
+    measured_s: float,
     condition: Condition,
 ) -> Sample:
     actor = _actor_pid(node)
-    label = _label(condition)
+    label = condition.label
     with _actor_held(actor, condition.stop_actor):
-        with _burning(condition.burner, seconds + WARMUP_S):
+        with _burning(condition.burner, measured_s + WARMUP_S):
             cpu_before_s = cpu_seconds([actor])
             result, pacing = run_pacer(
-                loop, node.port, rate_per_s, CONNECTIONS, seconds
+                loop, node.port, rate_per_s, CONNECTIONS, measured_s
             )
             actor_s = cpu_seconds([actor]) - cpu_before_s
     sample = Sample(
@@ -203,7 +206,7 @@ def _measure(
         result.p99_ms,
         pacing.p999_ms,
         pacing.late_share,
-        actor_s / (seconds + WARMUP_S),
+        actor_s / (measured_s + WARMUP_S),
     )
     logger.info("%s: p99 %.2f ms", label, sample.p99_ms)
     return sample
@@ -218,12 +221,12 @@ def render(samples: Sequence[Sample], rate_per_s: float) -> str:
         f"{'p99.9 ms':>8} {'late':>6} {'actor CPU':>9}",
     ]
     for condition in CONDITIONS:
-        mine = [s for s in samples if s.condition == _label(condition)]
+        mine = [s for s in samples if s.condition == condition.label]
         if not mine:
             continue
         p99s = [s.p99_ms for s in mine]
         lines.append(
-            f"{_label(condition):34} "
+            f"{condition.label:34} "
             f"{statistics.median(s.p50_ms for s in mine):7.2f} "
             f"{statistics.median(p99s):7.2f} "
             f"{min(p99s):6.2f}-{max(p99s):<6.2f} "
@@ -264,8 +267,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parse(argv)
     if options.burn is not None:
-        busy_ms, period_ms, seconds = options.burn
-        burn(busy_ms, period_ms, seconds, options.idle_class)
+        busy_ms, period_ms, duration_s = options.burn
+        burn(busy_ms, period_ms, duration_s, options.idle_class)
         return 0
     logging.basicConfig(
         level=logging.INFO,
