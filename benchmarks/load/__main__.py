@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from benchmarks.load.client import ClientError
-from benchmarks.load.harness import run
+from benchmarks.load.harness import run, unwind_on_signals
 from benchmarks.load.options import parse_options
 from benchmarks.load.processes import StartFailed
 from benchmarks.load.wrk import WrkFailed, install_hint, wrk_path
@@ -28,11 +26,6 @@ EXIT_UNAVAILABLE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Unwinding through the harness's finally blocks is what stops the node.
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     logging.basicConfig(
@@ -43,10 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wrk_path() is None:
         logger.error("%s", install_hint())
         return EXIT_UNAVAILABLE
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C or kill
-    # -INT must still stop the run, and SIGTERM the same way.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    unwind_on_signals()
     try:
         report = run(options)
     except KeyboardInterrupt:

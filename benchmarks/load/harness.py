@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 
 from benchmarks.load.baselines.nginx import nginx_path
 from benchmarks.load.client import ClientError, seed_links
@@ -51,7 +52,7 @@ from benchmarks.load.workload import (
 )
 from benchmarks.load.wrk import WrkFailed
 
-__all__ = ["run", "signals_ignored"]
+__all__ = ["run", "signals_ignored", "unwind_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,22 @@ def run(options: Options) -> RunReport:
     finally:
         with signals_ignored():
             cleanup.close()
+
+
+def unwind_on_signals() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in this process.
+
+    A shell starts background jobs with SIGINT ignored, and SIGTERM would
+    end the process where it stands; either way nodes, generators and
+    temporary directories would be left behind. Unwinding through the
+    callers' finally blocks is what stops them.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager

@@ -47,9 +47,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 
 from benchmarks.load.client import seed_links
+from benchmarks.load.harness import unwind_on_signals
 from benchmarks.load.pacer import WARMUP_S, OpenLoop, build_pacer, run_pacer
 from benchmarks.load.processes import cpu_seconds, descendants
 from benchmarks.load.targets import LoadNode
@@ -294,17 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+if __name__ == "__main__":
     # Unwinding through main's context managers resumes the actor, ends
     # the burners and stops the node.
-    raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C, kill -INT
-    # and SIGTERM must all unwind the run.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    unwind_on_signals()
     try:
         sys.exit(main())
     except KeyboardInterrupt:

@@ -62,7 +62,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -70,13 +69,12 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import shm
 from benchmarks.load.bars import Verdict
 from benchmarks.load.client import ClientError, seed_links
-from benchmarks.load.harness import signals_ignored
+from benchmarks.load.harness import signals_ignored, unwind_on_signals
 from benchmarks.load.processes import (
     ProcessMemory,
     Service,
@@ -374,10 +372,6 @@ def measure_memory(
             cleanup.close()
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinding through finally stops the node
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.load.rss",
@@ -418,8 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    unwind_on_signals()
     layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     try:
         reports = [
