@@ -18,6 +18,15 @@ to it first. A checkpoint of another generation belongs to a ring segment
 that no longer exists (its records went with it), so counting starts at
 the new segment's head.
 
+With a journal (`workers.journal`), the actor also commits taken records
+without merging them: the raw records go into one journal entry, in the
+same transaction as the checkpoint past them, and then the ring is
+advanced. Clicks in the journal are counted by the next merge, which adds
+them to the stats and deletes the entries in one transaction. A restarted
+actor reads the journal back into its aggregator before anything else, so
+a crash anywhere leaves each click either in the ring past the checkpoint,
+in the journal, or in the stats: in exactly one of them.
+
 Pacing
 ------
 A flush merges every touched link in one go, tens of milliseconds of CPU
@@ -47,6 +56,16 @@ long as the ring keeps room for `room_s` more of clicks arriving at the
 rate they came since the oldest pending one: the room a restarted actor
 needs. At a high rate that room is gone at `batch_records` already, and
 the actor flushes there as it would without.
+
+Journaling
+----------
+Holding only spaces out the flushes so far: the ring must keep its room.
+Given `journal=True`, what `Holding` (or `batch_records`) makes due is a
+journal commit, which frees the ring for the price of one LMDB put, and
+the merge waits for `flush_interval_ms`, however fast clicks arrive. Under
+load that merges each touched link once per interval instead of several
+times, which is most of the actor's CPU, and so most of what it takes from
+the web workers on the same cores.
 """
 
 from __future__ import annotations
@@ -66,6 +85,7 @@ from hyperlinkr.metrics import record_flush
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
 from workers.aggregates import ClickAggregator, LinkDelta
+from workers.journal import journal_key, pack_records, read_journal
 from workers.statsmerge import merge_into
 
 __all__ = [
@@ -209,6 +229,7 @@ class AnalyticsActor:
         after_flush: Callable[[], None] | None = None,
         holding: Holding | None = None,
         clock: Callable[[], float] = time.monotonic,
+        journal: bool = False,
     ) -> None:
         if batch_records < 1:
             raise ValueError(f"batch_records is {batch_records}; expected >= 1")
@@ -226,12 +247,23 @@ class AnalyticsActor:
         self._holding = holding
         self._clock = clock
         self._last_peek_s = clock()
+        self._journaling = journal
+
+        # Journal entries in LMDB that no merge has covered yet, read back
+        # at the first recover().
+        self._journal_read = False
+        self._spent = False
+        self._journal_keys: list[bytes] = []
+        self._journal_sequence = 0
+        # Packed chunks of the records taken since the last commit, if journaling.
+        self._held: list[bytes] = []
+        self._uncommitted_since_s: float | None = None
 
         self._recovered = False
         self._committed = 0  # ring position advanced past, and in LMDB
         self._cursor = 0  # ring position taken into the aggregator
         self._taken = 0  # records between the ring head and `_cursor`
-        self._pending_since_s: float | None = None
+        self._pending_since_s: float | None = None  # oldest click not merged
         self._bad_since_flush = 0
         self._first_bad_error: str | None = None
 
@@ -242,7 +274,9 @@ class AnalyticsActor:
         self._last_flush_duration_ms = 0.0
 
     def recover(self) -> None:
-        """Skip ring records a previous life already counted."""
+        """Read back the journal, and skip ring records a previous life committed."""
+        if not self._journal_read:
+            self._replay_journal()
         head = self._ring.head
         stored = self._read_checkpoint()
         generation = self._ring.generation
@@ -276,6 +310,33 @@ class AnalyticsActor:
         self._taken = 0
         self._recovered = True
 
+    def _replay_journal(self) -> None:
+        """Take the clicks of every journal entry a previous life left unmerged."""
+        with self._env.begin(db=self._meta_db) as txn:
+            entries = read_journal(txn, self._meta_db)
+        records = 0
+        for entry in entries:
+            if entry.error is not None:
+                logger.error(
+                    "click journal entry %d is unreadable (%s); its clicks are "
+                    "not counted",
+                    entry.sequence,
+                    entry.error,
+                )
+            self._take(entry.records)
+            records += len(entry.records)
+        self._journal_keys = [entry.key for entry in entries]
+        self._journal_read = True
+        if entries:
+            self._journal_sequence = entries[-1].sequence + 1
+            # Merged at the first chance: they have waited long enough.
+            self._pending_since_s = self._clock() - self._flush_interval_s
+            logger.info(
+                "read %d click records back from %d journal entries",
+                records,
+                len(entries),
+            )
+
     def _read_checkpoint(self) -> Checkpoint | None:
         with self._env.begin(db=self._meta_db) as txn:
             raw = txn.get(CHECKPOINT_KEY)
@@ -289,22 +350,38 @@ class AnalyticsActor:
 
     def run_once(self) -> int:
         """Take what the ring has published, flush if due; return records taken."""
+        self._check_whole()
         if not self._recovered:
             self.recover()
         peeked_s = self._clock()
         records, end_position = self._peek()
         self._take(records)
 
-        if records and self._pending_since_s is None:
+        if records:
             # They were published after the last peek, or were waiting.
-            self._pending_since_s = self._last_peek_s
+            if self._pending_since_s is None:
+                self._pending_since_s = self._last_peek_s
+            if self._uncommitted_since_s is None:
+                self._uncommitted_since_s = self._last_peek_s
+            if self._journaling:
+                self._held.append(pack_records(records))
         self._last_peek_s = peeked_s
         self._taken += len(records)
         self._cursor = end_position
         self._records_seen += len(records)
-        if self._flush_due():
+        if self._merge_due():
             self.flush()
+        elif self._journaling and self._commit_due():
+            self.commit_journal()
         return len(records)
+
+    def _check_whole(self) -> None:
+        if self._spent:
+            raise RuntimeError(
+                "a merge failed after taking clicks out of the aggregator; this "
+                "actor cannot go on, and a new one counts them again from the "
+                "journal and the ring"
+            )
 
     def _peek(self) -> tuple[list[bytes], int]:
         """The records published after `_cursor`, and where they end."""
@@ -338,43 +415,79 @@ class AnalyticsActor:
                     self._first_bad_error = str(exc)
             start = aggregator.add_records(records, start + 1)
 
-    def _flush_due(self) -> bool:
-        if self._cursor == self._committed:
-            return False
+    def _merge_due(self) -> bool:
         if self._pending_since_s is None:
-            return True  # only skipped positions, with nothing to wait on
-        age_s = self._clock() - self._pending_since_s
-        if age_s >= self._flush_interval_s:
+            # Only skipped positions, with nothing to wait on.
+            return self._cursor != self._committed
+        if self._clock() - self._pending_since_s >= self._flush_interval_s:
             return True
+        return not self._journaling and self._commit_due()
+
+    def _commit_due(self) -> bool:
+        """Whether the records taken since the last commit are enough to commit."""
+        if self._uncommitted_since_s is None:
+            return self._cursor != self._committed
         if self._holding is None:
             return self._taken >= self._batch_records
-        return self._holding.due(self._taken, age_s)
+        return self._holding.due(self._taken, self._clock() - self._uncommitted_since_s)
 
-    def flush(self) -> None:
-        """Commit pending counts with their checkpoint, then release the records."""
+    def commit_journal(self) -> None:
+        """Commit the records taken since the last commit to the journal, unmerged,
+        with their checkpoint, then release them from the ring."""
         if self._cursor == self._committed:
             return
-        started_s = time.perf_counter()
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
-        mirrored = self._mirror is not None
-        counted = _Counted(self._aggregator.iter_deltas(), keep_visitors=mirrored)
-        pairs = iter(counted)
-        if self._pace is not None:
-            pairs = self._pace.paced(pairs)
-        with self._env.begin(write=True) as txn:
-            merged = merge_into(
-                txn, self._stats_db, pairs, self._recent_limit, keep=mirrored
-            )
-            txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
-        self._aggregator.clear()
+        key = None
+        with self._env.begin(write=True, db=self._meta_db) as txn:
+            if self._held:
+                key = journal_key(self._journal_sequence)
+                txn.put(key, b"".join(self._held))
+            txn.put(CHECKPOINT_KEY, checkpoint.pack())
+        if key is not None:
+            self._journal_sequence += 1
+            self._journal_keys.append(key)
+        self._held = []
+        self._uncommitted_since_s = None
+        self._release(checkpoint)
+
+    def _release(self, checkpoint: Checkpoint) -> None:
+        """Advance the ring to a `checkpoint` just committed."""
         self._taken = 0
-        self._pending_since_s = None
-        # Until advance() returns, the ring head is behind counted records:
+        # Until advance() returns, the ring head is behind committed records:
         # should it raise, the next run_once() recovers from the checkpoint.
         self._recovered = False
         self._ring.advance(checkpoint.position)
         self._committed = checkpoint.position
         self._recovered = True
+
+    def flush(self) -> None:
+        """Merge every pending click into the stats, with the checkpoint and the
+        deletion of the journal entries they came from, then release the records."""
+        journal = self._journal_keys
+        if self._cursor == self._committed and not journal:
+            return
+        started_s = time.perf_counter()
+        checkpoint = Checkpoint(self._ring.generation, self._cursor)
+        mirrored = self._mirror is not None
+        counted = _Counted(self._aggregator.drain_deltas(), keep_visitors=mirrored)
+        pairs = iter(counted)
+        if self._pace is not None:
+            pairs = self._pace.paced(pairs)
+        self._check_whole()
+        self._spent = True  # until the commit: the drain empties the aggregator
+        with self._env.begin(write=True) as txn:
+            merged = merge_into(
+                txn, self._stats_db, pairs, self._recent_limit, keep=mirrored
+            )
+            for key in journal:
+                txn.delete(key, db=self._meta_db)
+            txn.put(CHECKPOINT_KEY, checkpoint.pack(), db=self._meta_db)
+        self._spent = False
+        journal.clear()
+        self._held = []
+        self._pending_since_s = None
+        self._uncommitted_since_s = None
+        self._release(checkpoint)
 
         if self._mirror is not None:
             self._mirror.publish(merged, counted.visitors)

@@ -142,6 +142,7 @@ def run_analytics(settings: Settings) -> int:
             pace=FlushPace(lambda: clicks.statistics().depth, 3 * clicks.capacity // 4),
             after_flush=MappedPages(env).release,
             holding=holding_for(clicks.capacity),
+            journal=True,
         )
         heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
         actor.run(beating(stop, heartbeat))

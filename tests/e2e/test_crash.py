@@ -9,10 +9,13 @@ import time
 
 import httpx
 
+from hyperlinkr.stats import StatsReader
+from hyperlinkr.storage import META_DB, open_stats_environment
 from tests.e2e.conftest import MakeNode
 from tests.e2e.nodes import RunningNode
 from tests.e2e.test_node import wait_for_clicks
 from tests.e2e.traffic import get_many, location_of, shorten_many
+from workers.journal import read_journal
 
 BACK_WITHIN_S = 2.0
 
@@ -108,6 +111,50 @@ def test_clicks_are_counted_exactly_once_across_analytics_kills(
     stats = wait_for_clicks(node, code, 20_000)
     # The click ring holds 65,536 records, more than sent: no drop is possible.
     assert stats["clicks"]["total"] == 20_000
+
+
+def journal_entries(node: RunningNode) -> int:
+    """Click journal entries in the node's stats LMDB, read by this process."""
+    env = open_stats_environment(node.data_dir, 64 * 1024 * 1024)
+    try:
+        meta = env.open_db(META_DB, create=False)
+        with env.begin(db=meta) as txn:
+            return len(read_journal(txn, meta))
+    finally:
+        env.close()
+
+
+def test_journaled_clicks_are_counted_once_after_kill_9_of_analytics(
+    make_node: MakeNode,
+) -> None:
+    # A ring of 4,096 makes the actor journal every 1,024 clicks or so, and
+    # no merge comes before the interval of a minute: the clicks are in the
+    # journal, and the rest in the ring, when the actor is killed.
+    node = make_node(click_ring_records=4096, flush_interval_ms=60_000)
+    code = httpx.post(
+        node.url("/shorten"), json={"url": "https://example.com/j"}
+    ).json()["code"]
+    assert get_many(node.port, f"/{code}", 6000) == {302: 6000}
+    deadline = time.monotonic() + 10
+    while journal_entries(node) == 0:
+        assert time.monotonic() < deadline, "the actor journaled nothing"
+        time.sleep(0.05)
+
+    victim = kill_worker(node, "analytics")
+    assert wait_replaced(node, "analytics", victim) < BACK_WITHIN_S
+    # The new actor reads the journal back and merges it at once.
+    while journal_entries(node) != 0:
+        assert time.monotonic() < deadline + 10, node.log_text()
+        time.sleep(0.05)
+    assert "click records back from" in node.log_text()
+
+    # A clean stop merges what is left in the ring.
+    assert node.stop()["analytics"] == 0
+    env = open_stats_environment(node.data_dir, 64 * 1024 * 1024)
+    try:
+        assert StatsReader(env).get(code)["clicks"]["total"] == 6000
+    finally:
+        env.close()
 
 
 def test_a_killed_web_worker_is_replaced_and_the_node_keeps_serving(

@@ -1,0 +1,328 @@
+"""The click journal, and the analytics actor committing through it.
+
+A ListRing stands in for the shared ring; LMDB is real. Crashes are
+exceptions raised at the instruction the actor would die at, and a
+restart is a new actor on the same LMDB files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import pytest
+from actor_io import push_clicks, stored_checkpoint, total_clicks
+from list_ring import ListRing
+
+from hyperlinkr.storage import META_DB, open_environment
+from workers.analytics import AnalyticsActor, Checkpoint, FlushPace
+from workers.journal import (
+    JOURNAL_PREFIX,
+    JournalError,
+    journal_key,
+    pack_records,
+    read_journal,
+    unpack_records,
+)
+
+MAP_SIZE_BYTES = 64 * 1024 * 1024
+NEVER_MS = 3_600_000
+
+
+class ActorDied(Exception):
+    """Stands for the actor process being killed."""
+
+
+class DiesBeforeAdvance(ListRing):
+    """A ring whose consumer dies right after an LMDB commit, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.doomed = False
+
+    def advance(self, end_position: int) -> None:
+        if self.doomed:
+            self.doomed = False
+            raise ActorDied(f"killed before advancing to {end_position}")
+        super().advance(end_position)
+
+
+@pytest.fixture
+def lmdb_path(tmp_path: Path) -> Path:
+    return tmp_path / "lmdb"
+
+
+@pytest.fixture
+def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
+    environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    yield environment
+    environment.close()
+
+
+def journaling_actor(
+    ring: ListRing,
+    env: lmdb.Environment,
+    flush_interval_ms: int = NEVER_MS,
+    pace: FlushPace | None = None,
+) -> AnalyticsActor:
+    """An actor that commits every 4 records to the journal."""
+    return AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=flush_interval_ms,
+        batch_records=4,
+        journal=True,
+        pace=pace,
+    )
+
+
+def journal_sizes(env: lmdb.Environment) -> list[int]:
+    """Records per journal entry, oldest first."""
+    meta = env.open_db(META_DB)
+    with env.begin(db=meta) as txn:
+        return [len(entry.records) for entry in read_journal(txn, meta)]
+
+
+# The codec
+
+
+def test_records_come_back_as_packed_over_several_chunks() -> None:
+    first = [b"a" * 40, b"", b"\x00\x01"]
+    second = [b"z" * 512]
+    value = pack_records(first) + pack_records([]) + pack_records(second)
+
+    assert unpack_records(value) == first + second
+    assert unpack_records(b"") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (b"\x01\x00", "too short to count"),
+        (b"\x03\x00\x00\x00\x01\x00", "its lengths alone reach"),
+        (b"\x01\x00\x00\x00\x05\x00abc", "its records reach"),
+    ],
+)
+def test_a_value_that_is_not_a_journal_entry_is_refused(
+    value: bytes, says: str
+) -> None:
+    with pytest.raises(JournalError, match=says):
+        unpack_records(value)
+
+
+def test_entries_are_read_in_the_order_they_were_written(
+    env: lmdb.Environment,
+) -> None:
+    meta = env.open_db(META_DB)
+    with env.begin(write=True, db=meta) as txn:
+        txn.put(b"analytics.click_ring.checkpoint", b"x" * 16)
+        for sequence in (256, 2, 1):
+            txn.put(journal_key(sequence), pack_records([bytes([sequence % 256])]))
+        txn.put(JOURNAL_PREFIX[:-1] + b"~", b"not ours")
+    with env.begin(db=meta) as txn:
+        entries = read_journal(txn, meta)
+
+    assert [entry.sequence for entry in entries] == [1, 2, 256]
+    assert [entry.records for entry in entries] == [[b"\x01"], [b"\x02"], [b"\x00"]]
+
+
+# The actor
+
+
+def test_a_full_batch_goes_to_the_journal_and_the_interval_merges_it(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 10)
+    actor = journaling_actor(ring, env)
+
+    assert actor.run_once() == 4
+    assert actor.run_once() == 4
+
+    assert journal_sizes(env) == [4, 4]
+    assert ring.head == 8  # released without merging
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, 8)
+    assert total_clicks(env, "a") == 0
+    assert actor.statistics().flushes == 0
+
+    assert actor.run_once() == 2
+    actor.flush()
+
+    assert total_clicks(env, "a") == 10
+    assert journal_sizes(env) == []
+    assert ring.head == 10
+    assert actor.statistics().flushes == 1
+
+
+def test_the_merge_is_due_by_the_flush_interval_not_the_batch(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 4)
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+
+    assert actor.run_once() == 4
+
+    assert total_clicks(env, "a") == 4
+    assert journal_sizes(env) == []
+
+
+def test_a_restart_counts_the_journal_once(lmdb_path: Path) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 8)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    doomed = journaling_actor(ring, env)
+    doomed.run_once()
+    doomed.run_once()
+    env.close()  # the actor dies with 8 clicks journaled, none merged
+
+    push_clicks(ring, "a", 3)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    assert actor.run_once() == 3
+
+    assert total_clicks(env, "a") == 11
+    assert journal_sizes(env) == []
+    env.close()
+
+
+def test_death_between_journal_commit_and_advance_counts_once(
+    lmdb_path: Path,
+) -> None:
+    ring = DiesBeforeAdvance()
+    push_clicks(ring, "a", 4)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    doomed = journaling_actor(ring, env)
+    ring.doomed = True
+    with pytest.raises(ActorDied):
+        doomed.run_once()
+    env.close()
+    assert ring.head == 0  # journaled and still in the ring
+
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor.recover()
+    assert ring.head == 4  # the checkpoint skips what the journal holds
+    push_clicks(ring, "a", 1)
+    assert actor.run_once() == 1
+
+    assert total_clicks(env, "a") == 5
+    env.close()
+
+
+def test_a_failed_advance_after_a_journal_commit_is_recovered_by_the_same_actor(
+    env: lmdb.Environment,
+) -> None:
+    ring = DiesBeforeAdvance()
+    push_clicks(ring, "a", 4)
+    actor = journaling_actor(ring, env)
+    ring.doomed = True
+    with pytest.raises(ActorDied):
+        actor.run_once()
+
+    push_clicks(ring, "a", 2)
+    assert actor.run_once() == 2  # recovers: advances to the checkpoint first
+    actor.flush()
+
+    assert ring.head == 6
+    assert total_clicks(env, "a") == 6
+
+
+def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
+    lmdb_path: Path,
+) -> None:
+    ring = ListRing()
+    for code in ("a", "b", "c"):
+        push_clicks(ring, code, 4)
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    rests = []
+
+    def die_on_second_rest(seconds: float) -> None:
+        rests.append(seconds)
+        if len(rests) == 2:
+            raise ActorDied("killed in the middle of a merge")
+
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=die_on_second_rest)
+    doomed = journaling_actor(ring, env, pace=pace)
+    for _ in range(3):
+        doomed.run_once()
+    assert journal_sizes(env) == [4, 4, 4]
+    with pytest.raises(ActorDied):
+        doomed.flush()  # "a" merged in the transaction, which never commits
+    with pytest.raises(RuntimeError, match="cannot go on"):
+        doomed.run_once()
+    env.close()
+
+    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor.run_once()
+
+    assert [total_clicks(env, code) for code in ("a", "b", "c")] == [4, 4, 4]
+    assert journal_sizes(env) == []
+    env.close()
+
+
+def test_journal_entries_outlive_a_recreated_ring(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_ring = ListRing(generation=1)
+    push_clicks(old_ring, "a", 4)
+    journaling_actor(old_ring, env).run_once()
+
+    new_ring = ListRing(generation=2)
+    push_clicks(new_ring, "a", 2)
+    actor = journaling_actor(new_ring, env, flush_interval_ms=0)
+    assert actor.run_once() == 2
+
+    assert total_clicks(env, "a") == 6
+    assert stored_checkpoint(env) == Checkpoint(2, 2)
+    assert "click ring was recreated" in caplog.text
+
+
+def test_an_unreadable_entry_is_logged_skipped_and_deleted(
+    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 4)
+    readable, _ = ring.peek(4)
+    meta = env.open_db(META_DB)
+    with env.begin(write=True, db=meta) as txn:
+        txn.put(journal_key(0), b"\xff\xff")
+        txn.put(journal_key(1), pack_records(readable))
+    ring.advance(4)  # as a previous life left it
+
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor.run_once()
+
+    assert total_clicks(env, "a") == 4
+    assert journal_sizes(env) == []
+    assert "click journal entry 0 is unreadable" in caplog.text
+
+
+def test_bad_records_in_the_journal_are_skipped_again(
+    env: lmdb.Environment,
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 2)
+    ring.push(b"garbage")
+    push_clicks(ring, "a", 1)
+    journaling_actor(ring, env).run_once()
+    assert journal_sizes(env) == [4]
+
+    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor.run_once()
+
+    assert total_clicks(env, "a") == 3
+    assert actor.statistics().bad_records == 1
+
+
+def test_stopping_merges_the_journal(env: lmdb.Environment) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 9)
+    actor = journaling_actor(ring, env)
+
+    actor.run(lambda: actor.statistics().records_seen == 9)
+
+    assert total_clicks(env, "a") == 9
+    assert journal_sizes(env) == []
