@@ -322,3 +322,19 @@ def test_the_c_tally_stops_at_what_it_cannot_read() -> None:
         start = aggregator.add_records(batch, start + 1)  # type: ignore[arg-type]
     assert stops == [1, 3, 4]
     assert aggregator.pending_clicks == 3
+
+
+def test_fields_that_share_a_cache_slot_are_told_apart() -> None:
+    # The C reader keeps the text of recent fields in slots picked from their
+    # length and three 8-byte words (at the start, the middle and the end):
+    # these agents differ only outside those words, so they share a slot.
+    agents = ["M" * 40, "M" * 10 + "X" + "M" * 29, "M" * 10 + "\u00e9" + "M" * 28]
+    batch = [
+        encode_click("abc", 1_700_000_000_000 + i, None, agents[i % 3])
+        for i in range(7)
+    ]
+    c = ClickAggregator()
+    assert _counted_in_c(c, batch) == 0
+
+    (tally,) = c._tallies.values()
+    assert tally.agents == {agents[0]: 3, agents[1]: 2, agents[2]: 2}
