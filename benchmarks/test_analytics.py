@@ -12,6 +12,14 @@ them to the actor between two of its polls:
                            and advance(): what the ring itself costs
     baseline_ring_decode   the same, plus decode_click() of every record
 
+and group `analytics-commits`, the same round with the ring freed every
+COMMIT_RECORDS clicks, four times per merge, as a busy node's ring makes
+the actor do (`workers/analytics.py`, Holding and Journaling):
+
+    commits[merging]       each of those commits merges into the stats
+    commits[journaling]    each goes to the click journal; the round's
+                           clicks are merged once, at its end
+
 The actor's own cost per click is its figure minus the ring's. Per-click
 medians are printed at the end of the run and saved as
 `extra_info.median_ns_per_record` (see conftest.py). The assertions only
@@ -41,6 +49,7 @@ ROUND_CLICKS = 8192
 # About what the actor finds per poll at 25 000 clicks/s (3 ms idle sleep).
 ARRIVAL_CLICKS = 64
 BATCH_RECORDS = 4096  # the actor's default
+COMMIT_RECORDS = ROUND_CLICKS // 4
 RECENT_LIMIT = 50  # HYPERLINKR_RECENT_CLICKS' default
 ROUNDS = 20
 WARMUP_ROUNDS = 2  # fills the user-agent cache, as a running actor has
@@ -225,6 +234,44 @@ def test_analytics_actor(
     assert counted == ROUND_CLICKS * calls
     assert click_ring.statistics().depth == 0
     assert actor.statistics().bad_records == 0
+
+
+@pytest.mark.benchmark(group="analytics-commits")
+@pytest.mark.parametrize("journal", [False, True], ids=["merging", "journaling"])
+def test_commits(
+    benchmark: BenchmarkFixture,
+    click_ring: Ring,
+    env: lmdb.Environment,
+    per_record: Callable[[int], None],
+    journal: bool,
+) -> None:
+    """One call: a round of chunks, run_once() after each, a commit every
+    COMMIT_RECORDS, and a final flush."""
+    actor = AnalyticsActor(
+        click_ring,
+        env,
+        flush_interval_ms=NEVER_MS,
+        recent_limit=RECENT_LIMIT,
+        batch_records=COMMIT_RECORDS,
+        journal=journal,
+    )
+    actor.recover()
+
+    def consume_round() -> int:
+        taken = sum(_take_chunk(actor, click_ring, chunk) for chunk in CHUNKS)
+        actor.flush()
+        return taken
+
+    _time_round(benchmark, consume_round, per_record)
+    assert actor.statistics().flushes == (1 if journal else 4) * (
+        ROUNDS + WARMUP_ROUNDS
+    )
+    assert click_ring.statistics().depth == 0
+
+
+def _take_chunk(actor: AnalyticsActor, click_ring: Ring, chunk: list[bytes]) -> int:
+    _push(click_ring, chunk)
+    return actor.run_once()
 
 
 def _ring_round(click_ring: Ring, each: Callable[[bytes], object] | None) -> int:

@@ -92,7 +92,7 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc("NEGATIVE_TTL_S", "5.0", "seconds a known-missing code stays cached"),
     _doc("CLICK_RING_RECORDS", "65536", "click ring size, a power of two"),
     _doc("WRITE_RING_RECORDS", "4096", "link-write ring size, a power of two"),
-    _doc("FLUSH_INTERVAL_MS", "1000", "how often analytics flush aggregates"),
+    _doc("FLUSH_INTERVAL_MS", "1000", "how often new clicks are merged into /stats"),
     _doc("RECENT_CLICKS", "50", "recent clicks kept per link for /stats"),
     _doc("DEFAULT_REDIRECT_STATUS", "302", "redirect status: 301, 302, 307 or 308"),
     _doc("ALLOWED_SCHEMES", "http,https", "URL schemes accepted for shortening"),
