@@ -82,6 +82,7 @@ __all__ = [
     "flush",
     "record_commit",
     "record_flush",
+    "record_journal_commit",
     "record_lookup",
     "record_request",
     "record_restart",
@@ -183,6 +184,12 @@ class _Recorder:
         )
         self.human_clicks = clicks.labels("human")
         self.bot_clicks = clicks.labels("bot")
+        self.journal_commit_seconds = Histogram(
+            "hyperlinkr_analytics_journal_commit_duration_seconds",
+            "Time of one click journal commit: records and checkpoint, advance",
+            buckets=COMMIT_BUCKETS_S,
+            registry=None,
+        )
         self.commit_seconds = Histogram(
             "hyperlinkr_persister_commit_duration_seconds",
             "Time of one persister group commit (LMDB write and fsync)",
@@ -408,6 +415,13 @@ def record_flush(seconds: float, human: int, bot: int) -> None:
             recorder.human_clicks.inc(human)
         if bot:
             recorder.bot_clicks.inc(bot)
+
+
+def record_journal_commit(seconds: float) -> None:
+    """One analytics commit of taken clicks to the journal, before their merge."""
+    recorder = _recorder
+    if recorder is not None:
+        recorder.journal_commit_seconds.observe(seconds)
 
 
 def record_restart(role: str) -> None:

@@ -81,7 +81,7 @@ from typing import Protocol
 import lmdb
 
 from hyperlinkr.clicks import ClickRecordError, read_click
-from hyperlinkr.metrics import record_flush
+from hyperlinkr.metrics import record_flush, record_journal_commit
 from hyperlinkr.stats import StoredStats
 from hyperlinkr.storage import META_DB, STATS_DB
 from workers.aggregates import ClickAggregator, LinkDelta
@@ -436,6 +436,7 @@ class AnalyticsActor:
         with their checkpoint, then release them from the ring."""
         if self._cursor == self._committed:
             return
+        started_s = time.perf_counter()
         checkpoint = Checkpoint(self._ring.generation, self._cursor)
         key = None
         with self._env.begin(write=True, db=self._meta_db) as txn:
@@ -449,6 +450,7 @@ class AnalyticsActor:
         self._held = []
         self._uncommitted_since_s = None
         self._release(checkpoint)
+        record_journal_commit(time.perf_counter() - started_s)
 
     def _release(self, checkpoint: Checkpoint) -> None:
         """Advance the ring to a `checkpoint` just committed."""

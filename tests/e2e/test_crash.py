@@ -140,6 +140,14 @@ def test_journaled_clicks_are_counted_once_after_kill_9_of_analytics(
         assert time.monotonic() < deadline, "the actor journaled nothing"
         time.sleep(0.05)
 
+    scrape = httpx.get(node.url("/metrics")).text
+    (commits,) = [
+        line.split()[-1]
+        for line in scrape.splitlines()
+        if line.startswith("hyperlinkr_analytics_journal_commit_duration_seconds_count")
+    ]
+    assert float(commits) >= 1
+
     victim = kill_worker(node, "analytics")
     assert wait_replaced(node, "analytics", victim) < BACK_WITHIN_S
     # The new actor reads the journal back and merges it at once.

@@ -199,6 +199,7 @@ def test_actor_events_are_counted(sums: Callable[[], Sums]) -> None:
     metrics.record_flush(0.003, human=5, bot=2)
     metrics.record_flush(0.004, human=1, bot=0)
     metrics.record_commit(0.002, 7)
+    metrics.record_journal_commit(0.0015)
 
     now = sums()
     assert now[("hyperlinkr_clicks_total", labels(kind="human"))] == 6
@@ -209,6 +210,8 @@ def test_actor_events_are_counted(sums: Callable[[], Sums]) -> None:
     assert now[("hyperlinkr_persister_batch_mutations_sum", labels())] == 7
     commits = ("hyperlinkr_persister_commit_duration_seconds_bucket", labels(le="+Inf"))
     assert now[commits] == 1
+    journal = ("hyperlinkr_analytics_journal_commit_duration_seconds_sum", labels())
+    assert now[journal] == pytest.approx(0.0015)
 
 
 def test_restarts_of_watched_roles_start_at_zero(sums: Callable[[], Sums]) -> None:
