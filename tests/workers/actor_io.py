@@ -12,6 +12,12 @@ from hyperlinkr.stats import StatsReader
 from hyperlinkr.storage import META_DB
 from workers.analytics import CHECKPOINT_KEY, Checkpoint
 
+MAP_SIZE_BYTES = 64 * 1024 * 1024
+
+
+class ActorDied(Exception):
+    """Stands for the actor process being killed."""
+
 
 class PushableRing(Protocol):
     record_bytes: int

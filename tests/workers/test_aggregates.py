@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import lmdb
 import orjson
@@ -10,7 +8,7 @@ import pytest
 
 from hyperlinkr.clicks import Click
 from hyperlinkr.stats import OTHER_KEY, StoredStats, empty_stats, load_stats
-from hyperlinkr.storage import STATS_DB, open_environment
+from hyperlinkr.storage import STATS_DB
 from workers.aggregates import ClickAggregator, aggregate, referrer_host
 from workers.statsmerge import MAX_DAYS, MAX_MAP_ENTRIES, merge, merge_into
 
@@ -19,13 +17,6 @@ GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.
 DAY_MS = 86_400_000
 # 2024-05-01T00:00:00Z
 MAY_1_MS = 1_714_521_600_000
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
-    environment = open_environment(tmp_path / "lmdb", 64 * 1024 * 1024)
-    yield environment
-    environment.close()
 
 
 def _merge(env: lmdb.Environment, clicks: list[Click], recent_limit: int = 5) -> None:

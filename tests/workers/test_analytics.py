@@ -8,7 +8,13 @@ from pathlib import Path
 
 import lmdb
 import pytest
-from actor_io import push_clicks, stored_checkpoint, total_clicks
+from actor_io import (
+    MAP_SIZE_BYTES,
+    ActorDied,
+    push_clicks,
+    stored_checkpoint,
+    total_clicks,
+)
 from list_ring import ListRing
 
 from hyperlinkr.clicks import encode_click
@@ -32,12 +38,7 @@ from workers.processes import (
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 MAY_1_MS = 1_714_521_600_000
-MAP_SIZE_BYTES = 64 * 1024 * 1024
 NEVER_MS = 3_600_000
-
-
-class ActorDied(Exception):
-    """Stands for the actor process being killed."""
 
 
 class DiesBeforeAdvance:
@@ -56,18 +57,6 @@ class DiesBeforeAdvance:
 
     def advance(self, end_position: int) -> None:
         raise ActorDied(f"killed before advancing to {end_position}")
-
-
-@pytest.fixture
-def lmdb_path(tmp_path: Path) -> Path:
-    return tmp_path / "lmdb"
-
-
-@pytest.fixture
-def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
-    environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    yield environment
-    environment.close()
 
 
 def test_clicks_are_counted_and_released(env: lmdb.Environment) -> None:

@@ -14,7 +14,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import lmdb
 import pytest
@@ -22,7 +21,6 @@ from actor_io import push_clicks, stored_checkpoint, total_clicks
 from click_producers import clicks_then_die_mid_push
 
 import shm
-from hyperlinkr.storage import open_environment
 from shm import Ring
 from workers.analytics import AnalyticsActor, Checkpoint
 
@@ -30,13 +28,6 @@ RECORD_BYTES = 512
 NEVER_MS = 3_600_000
 DEADLINE_S = 20.0
 spawn = multiprocessing.get_context("spawn")
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
-    environment = open_environment(tmp_path / "lmdb", 64 * 1024 * 1024)
-    yield environment
-    environment.close()
 
 
 @pytest.fixture

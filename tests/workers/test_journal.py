@@ -7,12 +7,17 @@ restart is a new actor on the same LMDB files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import lmdb
 import pytest
-from actor_io import push_clicks, stored_checkpoint, total_clicks
+from actor_io import (
+    MAP_SIZE_BYTES,
+    ActorDied,
+    push_clicks,
+    stored_checkpoint,
+    total_clicks,
+)
 from list_ring import ListRing
 
 from hyperlinkr.storage import META_DB, open_environment
@@ -26,12 +31,7 @@ from workers.journal import (
     unpack_records,
 )
 
-MAP_SIZE_BYTES = 64 * 1024 * 1024
 NEVER_MS = 3_600_000
-
-
-class ActorDied(Exception):
-    """Stands for the actor process being killed."""
 
 
 class DiesBeforeAdvance(ListRing):
@@ -46,18 +46,6 @@ class DiesBeforeAdvance(ListRing):
             self.doomed = False
             raise ActorDied(f"killed before advancing to {end_position}")
         super().advance(end_position)
-
-
-@pytest.fixture
-def lmdb_path(tmp_path: Path) -> Path:
-    return tmp_path / "lmdb"
-
-
-@pytest.fixture
-def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
-    environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    yield environment
-    environment.close()
 
 
 def journaling_actor(

@@ -1,0 +1,25 @@
+"""Fixtures of the analytics tests: a real LMDB environment in the test's tmp dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lmdb
+import pytest
+from actor_io import MAP_SIZE_BYTES
+
+from hyperlinkr.storage import open_environment
+
+
+@pytest.fixture
+def lmdb_path(tmp_path: Path) -> Path:
+    """Where `env` lives; a test that restarts the actor reopens it here."""
+    return tmp_path / "lmdb"
+
+
+@pytest.fixture
+def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
+    environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    yield environment
+    environment.close()
