@@ -349,7 +349,8 @@ class AnalyticsActor:
                 return None
 
     def run_once(self) -> int:
-        """Take what the ring has published, flush if due; return records taken."""
+        """Take what the ring has published, then merge or journal what is due;
+        return the records taken."""
         self._check_whole()
         if not self._recovered:
             self.recover()
