@@ -1,8 +1,9 @@
 """Folding clicks into per-link deltas.
 
 The analytics actor adds clicks to a `ClickAggregator` as it drains the
-ring; at flush time it hands `deltas()` to `workers.statsmerge.merge_into`,
-inside the same write transaction that records the ring checkpoint.
+ring (and the click journal, after a restart); at the merge it hands
+`drain_deltas()` to `workers.statsmerge.merge_into`, inside the same write
+transaction that records the ring checkpoint.
 
 Counting happens once per click and meaning once per distinct value: a
 click only bumps counters keyed by what the record holds (the referrer
@@ -215,9 +216,6 @@ class ClickAggregator:
         tallies = self._tallies
         for code in list(tallies):
             yield code, meaning.delta(tallies.pop(code))
-
-    def clear(self) -> None:
-        self._tallies = {}
 
 
 # What a recent click shows of its user agent: browser, os, device, in

@@ -84,12 +84,13 @@ def run_persister(settings: Settings) -> int:
     return 0
 
 
-# A flush costs about the same for 4,000 clicks as for 16,000 (it parses
+# A merge costs about the same for 4,000 clicks as for 16,000 (it parses
 # and rewrites the stored stats of every link touched), so under load the
-# actor should flush by time, not by count; a quarter of the ring held back
-# leaves the rest for what arrives during a flush or a restart. Below the
-# rate that fills the rest within RESTART_ROOM_S, it holds up to half (see
-# workers.analytics, Batching): a restart (the supervisor's 0.25 s delay,
+# actor merges by time, not by count, and frees the ring in between with
+# journal commits (see workers.analytics, Journaling); a quarter of the
+# ring held back leaves the rest for what arrives during a merge or a
+# restart. Below the rate that fills the rest within RESTART_ROOM_S, it
+# holds up to half (Batching): a restart (the supervisor's 0.25 s delay,
 # then about 0.3 s to start) still finds room for a second of clicks.
 MAX_BATCH_RECORDS = 16_384
 RESTART_ROOM_S = 1.0

@@ -70,13 +70,18 @@ def test_batch_is_folded_per_code() -> None:
     assert deltas["b"].bot == 1
 
 
-def test_aggregator_clear_starts_a_new_batch() -> None:
+def test_a_drain_gives_the_deltas_and_starts_a_new_batch() -> None:
     aggregator = ClickAggregator()
-    aggregator.add(Click("a", MAY_1_MS, None, FIREFOX))
-    assert aggregator.pending_clicks == 1
+    for code in ("a", "b", "a"):
+        aggregator.add(Click(code, MAY_1_MS, None, FIREFOX))
+    expected = repr(aggregator.deltas())
 
-    aggregator.clear()
+    drain = aggregator.drain_deltas()
+    first = next(drain)
+    assert aggregator.pending_clicks == 1  # "b" is not reached yet
+    drained = dict([first, *drain])
 
+    assert repr(drained) == expected
     assert aggregator.pending_clicks == 0
     assert not aggregator.deltas()
 
