@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,6 +51,9 @@ FLUSH_WAIT_S = 5.0
 TARGET_WARMUP_S = 1
 OPEN_LOOP_WARMUP_S = 1.0
 _POLL_INTERVAL_S = 0.25
+# How often the click ring's fill is sampled during a run: at 100,000
+# clicks/s it moves by at most 500 records between samples.
+FILL_SAMPLE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class Measurement:
     l1_hits: int | None = None
     l1_misses: int | None = None
     click_drops: int | None = None
+    # The most records the click ring held at once during the run, of its
+    # capacity: how close it came to dropping clicks.
+    click_ring_peak: int | None = None
+    click_ring_capacity: int | None = None
     # What only an open-loop scenario (the pacer) measures.
     pacing: Pacing | None = None
 
@@ -132,15 +140,17 @@ def measure(
         # the target settling into the rate.
         run_pacer(loop, target.port, rate_per_s, connections, OPEN_LOOP_WARMUP_S, 0)
         before, cpu = target.counters(), _CpuClock(target)
-        result, pacing = run_pacer(
-            loop, target.port, rate_per_s, connections, duration_s, 0
-        )
+        with _FillWatch(target) as fill:
+            result, pacing = run_pacer(
+                loop, target.port, rate_per_s, connections, duration_s, 0
+            )
     else:
         assert script is not None, f"{scenario.name} has neither script nor pacer"
         if scenario.warmup_s:
             run_wrk(script, target.port, scenario.warmup_s, connections, threads)
         before, cpu = target.counters(), _CpuClock(target)
-        result = run_wrk(script, target.port, duration_s, connections, threads)
+        with _FillWatch(target) as fill:
+            result = run_wrk(script, target.port, duration_s, connections, threads)
     spent = cpu.read()
     after = target.counters()
     measurement = Measurement(
@@ -155,6 +165,8 @@ def measure(
         connections,
         rate_per_s if scenario.paced_connections is not None else None,
         **_counter_deltas(before, after),
+        click_ring_peak=fill.peak,
+        click_ring_capacity=fill.capacity,
         pacing=pacing,
     )
     logger.info(
@@ -166,6 +178,36 @@ def measure(
         result.errors,
     )
     return measurement
+
+
+class _FillWatch:
+    """Samples the target's click ring fill from a thread while a run goes on."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak: int | None = None
+        self.capacity: int | None = None
+
+    def __enter__(self) -> _FillWatch:
+        if self._target.click_ring_fill() is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            fill = self._target.click_ring_fill()
+            if fill is not None:
+                depth, self.capacity = fill
+                self.peak = depth if self.peak is None else max(self.peak, depth)
+            if self._done.wait(FILL_SAMPLE_S):
+                return
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +262,8 @@ class ClickCheck:
     clicks_recorded: int
     waited_s: float
     click_drops: int | None
+    ring_peak: int | None = None
+    ring_capacity: int | None = None
 
     @property
     def missing(self) -> int:
@@ -251,6 +295,8 @@ def check_clicks(node: LoadNode, hot: list[str], run: Measurement) -> ClickCheck
         recorded,
         time.monotonic() - started,
         run.click_drops,
+        run.click_ring_peak,
+        run.click_ring_capacity,
     )
     logger.info(
         "clicks: %d recorded for %d redirects answered, after %.1f s",

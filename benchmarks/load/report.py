@@ -237,6 +237,11 @@ class RunReport:
         if c is None:
             return []
         drops = "?" if c.click_drops is None else f"{c.click_drops:,}"
+        if c.ring_peak is not None and c.ring_capacity:
+            drops += (
+                f", the ring at most {c.ring_peak:,} of {c.ring_capacity:,} "
+                f"records full ({100 * c.ring_peak / c.ring_capacity:.0f}%)"
+            )
         return [
             "",
             f"clicks (redirect-hot, {c.codes:,} codes): {c.clicks_recorded:,} "

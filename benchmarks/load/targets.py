@@ -87,6 +87,10 @@ class Target:
     def counters(self) -> Counters | None:
         return None
 
+    def click_ring_fill(self) -> tuple[int, int] | None:
+        """(records held, capacity) of the click ring now; None without one."""
+        return None
+
     def stop(self) -> None:
         """Stop every service, last started first."""
         for service in reversed(self.services):
@@ -178,6 +182,12 @@ class LoadNode(Target):
             self._clicks = open_click_ring(self.settings)
         table, clicks = self._table.statistics(), self._clicks.statistics()
         return Counters(table.hits, table.misses, clicks.pushes, clicks.drops)
+
+    def click_ring_fill(self) -> tuple[int, int]:
+        if self._clicks is None:
+            self._clicks = open_click_ring(self.settings)
+        clicks = self._clicks.statistics()
+        return clicks.depth, clicks.capacity
 
     def logs(self) -> str:
         return "\n".join(f"--- {s.name}\n{s.log_tail()}" for s in self.services)
