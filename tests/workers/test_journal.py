@@ -314,3 +314,22 @@ def test_stopping_merges_the_journal(env: lmdb.Environment) -> None:
 
     assert total_clicks(env, "a") == 9
     assert journal_sizes(env) == []
+
+
+@pytest.mark.parametrize(("clicks", "advances"), [(1, [1]), (3, [3, 3])])
+def test_a_merge_starts_with_the_ring_freed_when_a_quarter_batch_is_taken(
+    env: lmdb.Environment, clicks: int, advances: list[int]
+) -> None:
+    # A batch of 8: from 2 taken records on, the merge commits them to the
+    # journal (and frees the ring) before its own transaction.
+    ring = ListRing()
+    push_clicks(ring, "a", clicks)
+    actor = AnalyticsActor(
+        ring, env, flush_interval_ms=0, batch_records=8, journal=True
+    )
+
+    assert actor.run_once() == clicks
+
+    assert ring.advance_calls == advances
+    assert total_clicks(env, "a") == clicks
+    assert journal_sizes(env) == []
