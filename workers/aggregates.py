@@ -193,24 +193,17 @@ class ClickAggregator:
 
     def deltas(self) -> dict[str, LinkDelta]:
         """What the clicks so far add to each link, worked out on each call."""
-        return dict(self.iter_deltas())
-
-    def iter_deltas(self) -> Iterator[tuple[str, LinkDelta]]:
-        """`deltas()` one link at a time, each worked out when it is reached.
-
-        A flush over thousands of links then holds one link's delta at a
-        time beside the tallies, not all of them at once.
-        """
         meaning = _Meaning(self._classify, self._recent_limit)
-        for code, tally in self._tallies.items():
-            yield code, meaning.delta(tally)
+        return {code: meaning.delta(t) for code, t in self._tallies.items()}
 
     def drain_deltas(self) -> Iterator[tuple[str, LinkDelta]]:
-        """`iter_deltas()`, letting go of each link's tally as its delta is made.
+        """`deltas()` one link at a time, letting go of each link's tally as
+        its delta is made.
 
-        Freeing a flush's worth of tallies at once takes milliseconds in one
-        go; this spreads it over the flush, which may rest between links.
-        A drain stopped early leaves the links not reached yet.
+        A merge over thousands of links then holds one link's delta at a
+        time, and frees the tallies over its course instead of milliseconds
+        of freeing at once after it; it may rest between links. A drain
+        stopped early leaves the links not reached yet.
         """
         meaning = _Meaning(self._classify, self._recent_limit)
         tallies = self._tallies

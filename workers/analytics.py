@@ -375,10 +375,10 @@ class AnalyticsActor:
         if self._merge_due():
             if self._journaling and self._taken >= self._batch_records // 4:
                 # The ring fills while the merge runs: start it empty.
-                self.commit_journal()
+                self._commit_journal()
             self.flush()
         elif self._journaling and self._commit_due():
-            self.commit_journal()
+            self._commit_journal()
         return len(records)
 
     def _check_whole(self) -> None:
@@ -437,7 +437,7 @@ class AnalyticsActor:
             return self._taken >= self._batch_records
         return self._holding.due(self._taken, self._clock() - self._uncommitted_since_s)
 
-    def commit_journal(self) -> None:
+    def _commit_journal(self) -> None:
         """Commit the records taken since the last commit to the journal, unmerged,
         with their checkpoint, then release them from the ring."""
         if self._cursor == self._committed:

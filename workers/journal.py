@@ -43,7 +43,6 @@ __all__ = [
 
 JOURNAL_PREFIX = b"analytics.click_journal."
 _COUNT = struct.Struct("<I")
-_MAX_RECORD_BYTES = 0xFFFF
 
 
 class JournalError(ValueError):
@@ -65,15 +64,10 @@ def journal_key(sequence: int) -> bytes:
 def pack_records(records: Sequence[bytes]) -> bytes:
     """`records` as one chunk of a journal value."""
     count = len(records)
-    lengths = [len(record) for record in records]
-    if count and max(lengths) > _MAX_RECORD_BYTES:
-        raise JournalError(
-            f"a record of {max(lengths)} bytes does not fit the journal; "
-            f"expected at most {_MAX_RECORD_BYTES}"
-        )
-    return b"".join(
-        (_COUNT.pack(count), struct.pack(f"<{count}H", *lengths), *records)
-    )
+    # A u16 holds a click record's length (at most 512 bytes); struct.error
+    # says so if a longer one ever came.
+    lengths = struct.pack(f"<{count}H", *map(len, records))
+    return b"".join((_COUNT.pack(count), lengths, *records))
 
 
 def unpack_records(value: bytes | memoryview) -> list[bytes]:
