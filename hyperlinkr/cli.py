@@ -57,19 +57,26 @@ def _child_argv(role: str, *extra: str) -> list[str]:
 def _specs(settings: Settings, roles: Sequence[str]) -> list[ChildSpec]:
     specs = []
     if "web" in roles:
-        from hyperlinkr.server import bind_listeners
+        from hyperlinkr.server import bind_listeners, worker_cpus
 
         listeners = bind_listeners(settings.host, settings.port, settings.workers)
         fds = [listener.detach() for listener in listeners]
+        cpus = worker_cpus(settings)
         logger.info(
-            "listening on %s:%d with %d workers",
+            "listening on %s:%d with %d workers%s",
             settings.host,
             settings.port,
             settings.workers,
+            "" if cpus[0] is None else f", pinned to CPUs {cpus}",
         )
         specs += [
-            ChildSpec(f"web worker {i}", _child_argv("web", str(fd)), (fd,), role="web")
-            for i, fd in enumerate(fds)
+            ChildSpec(
+                f"web worker {i}",
+                _child_argv("web", str(fd), *([] if cpu is None else [str(cpu)])),
+                (fd,),
+                role="web",
+            )
+            for i, (fd, cpu) in enumerate(zip(fds, cpus, strict=True))
         ]
     for role in ("analytics", "persister"):
         if role in roles:
@@ -115,7 +122,8 @@ def _run_child(settings: Settings, role: str, args: Sequence[str]) -> int:
             _without_http3()
             from hyperlinkr.server import serve_worker
 
-            return serve_worker(settings, int(args[0]))
+            cpu = int(args[1]) if len(args) > 1 else None
+            return serve_worker(settings, int(args[0]), cpu)
         if role == "h3":
             return _serve_h3(settings)
         if role == "analytics":

@@ -161,6 +161,12 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "true",
         "answer plain L1-hit redirects in the HTTP protocol, before Sanic's pipeline",
     ),
+    _doc(
+        "PIN_WORKERS",
+        "true",
+        "pin web worker i to the i-th CPU the node may use, when it has 2+ workers "
+        "and at least as many CPUs",
+    ),
     _doc("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     _doc("LOG_FORMAT", "plain", "plain lines, or json: one object per line"),
 )
@@ -297,6 +303,7 @@ class Settings:
     redis_cluster: bool
     access_log: bool
     fast_path: bool
+    pin_workers: bool
     log_level: str
     log_format: str
 
@@ -353,6 +360,7 @@ class Settings:
             redis_cluster=env.flag("REDIS_CLUSTER", False),
             access_log=env.flag("ACCESS_LOG", False),
             fast_path=env.flag("FAST_PATH", True),
+            pin_workers=env.flag("PIN_WORKERS", True),
             log_level=_log_level(env),
             log_format=_log_format(env),
         )

@@ -7,8 +7,12 @@ and a node runs seven Python processes. C extensions show in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from tests.e2e.conftest import MakeNode
 from tests.e2e.nodes import RunningNode
 
 # A package directory in site-packages, and what loading it brings.
@@ -51,3 +55,24 @@ def test_an_embedded_node_loads_no_redis_client(node: RunningNode) -> None:
     for role in ("web", "persister", "analytics"):
         for pid in node.workers_of(role):
             assert loaded(pid, ("/hiredis/",)) == [], role
+
+
+def test_web_workers_are_pinned_to_cpus_of_their_own(node: RunningNode) -> None:
+    usable = os.sched_getaffinity(0)
+    if len(usable) < 2:
+        pytest.skip("pinning needs two usable CPUs")
+    pinned = [os.sched_getaffinity(pid) for pid in node.workers_of("web")]
+    assert len(pinned) == 2
+    assert all(len(cpus) == 1 and cpus <= usable for cpus in pinned)
+    assert pinned[0] != pinned[1]
+    # Everything else goes wherever a core is free.
+    for role in ("persister", "analytics"):
+        (pid,) = node.workers_of(role)
+        assert os.sched_getaffinity(pid) == usable, role
+
+
+def test_web_workers_go_unpinned_when_pinning_is_off(make_node: MakeNode) -> None:
+    node = make_node(pin_workers="false")
+    usable = os.sched_getaffinity(0)
+    for pid in node.workers_of("web"):
+        assert os.sched_getaffinity(pid) == usable

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 
-from hyperlinkr.server import bind_listeners
+from hyperlinkr.config import Settings
+from hyperlinkr.server import bind_listeners, worker_cpus
 
 
 def _accepted_by(listeners: list[socket.socket], connections: int) -> list[int]:
@@ -57,3 +59,24 @@ def test_a_port_already_listened_on_is_refused(reuse_port: bool) -> None:
             bind_listeners("127.0.0.1", taken.getsockname()[1], 2)
     finally:
         taken.close()
+
+
+def _settings(workers: int, pin: str = "true") -> Settings:
+    return Settings.from_env(
+        {"HYPERLINKR_WORKERS": str(workers), "HYPERLINKR_PIN_WORKERS": pin}
+    )
+
+
+def test_workers_are_pinned_one_per_usable_cpu_in_order() -> None:
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        pytest.skip("pinning needs two usable CPUs")
+    assert worker_cpus(_settings(2)) == usable[:2]
+    assert worker_cpus(_settings(len(usable))) == usable
+
+
+def test_workers_are_not_pinned_when_off_alone_or_outnumbering_the_cpus() -> None:
+    usable = len(os.sched_getaffinity(0))
+    assert worker_cpus(_settings(2, pin="false")) == [None, None]
+    assert worker_cpus(_settings(1)) == [None]
+    assert worker_cpus(_settings(usable + 1)) == [None] * (usable + 1)
