@@ -41,7 +41,7 @@ from benchmarks import workload
 from hyperlinkr.clicks import decode_click, encode_click
 from hyperlinkr.node import CLICK_RECORD_BYTES
 from hyperlinkr.stats import StatsReader
-from hyperlinkr.storage import open_environment
+from hyperlinkr.storage import open_environment, open_journal_environment
 from shm import Ring
 from workers.analytics import AnalyticsActor
 
@@ -178,6 +178,13 @@ def env(tmp_path: Path) -> Iterator[lmdb.Environment]:
     environment.close()
 
 
+@pytest.fixture
+def journal_env(tmp_path: Path) -> Iterator[lmdb.Environment]:
+    environment = open_journal_environment(tmp_path, MAP_SIZE_BYTES)
+    yield environment
+    environment.close()
+
+
 def _push(ring: Ring, chunk: list[bytes]) -> None:
     push = ring.push
     for record in chunk:
@@ -242,6 +249,7 @@ def test_commits(
     benchmark: BenchmarkFixture,
     click_ring: Ring,
     env: lmdb.Environment,
+    journal_env: lmdb.Environment,
     per_record: Callable[[int], None],
     journal: bool,
 ) -> None:
@@ -253,7 +261,7 @@ def test_commits(
         flush_interval_ms=NEVER_MS,
         recent_limit=RECENT_LIMIT,
         batch_records=COMMIT_RECORDS,
-        journal=journal,
+        journal=journal_env if journal else None,
     )
     actor.recover()
     calls = 0

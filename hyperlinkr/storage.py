@@ -9,7 +9,14 @@ must never cross fork or spawn).
   code, for repeated creates), and of `outbox` (this node's changes not
   yet published to Dragonfly).
 - The stats environment, `HYPERLINKR_DATA_DIR/stats`: the analytics actor
-  is the only writer of `stats` and of its ring checkpoint in `meta`.
+  is the only writer of `stats`, and in `meta` of how far it merged the
+  click journal.
+- The journal environment, `HYPERLINKR_DATA_DIR/journal`: the analytics
+  actor's alone (no other process opens it), with the click ring
+  checkpoint and the click records committed but not yet merged
+  (`workers.journal`). It is apart from the stats so that the ring can
+  be freed while a merge's long write transaction holds the stats
+  environment.
 
 LMDB allows one write transaction at a time per environment. Apart, an
 analytics flush (which rewrites the stats of thousands of links) never
@@ -43,6 +50,7 @@ import lmdb
 
 __all__ = [
     "IDEMPOTENCY_DB",
+    "JOURNAL_SUBDIR",
     "LINKS_DB",
     "META_DB",
     "OUTBOX_DB",
@@ -50,7 +58,9 @@ __all__ = [
     "STATS_SUBDIR",
     "URLS_DB",
     "MappedPages",
+    "journal_path",
     "open_environment",
+    "open_journal_environment",
     "open_stats_environment",
     "stats_path",
 ]
@@ -63,6 +73,7 @@ IDEMPOTENCY_DB = b"idempotency"
 OUTBOX_DB = b"outbox"
 
 STATS_SUBDIR = "stats"
+JOURNAL_SUBDIR = "journal"
 
 _MAX_DBS = 8
 _MAX_READERS = 512
@@ -101,6 +112,20 @@ def open_stats_environment(
     """
     names = _STATS_DBS if writer else ()
     return _open(stats_path(data_dir), map_size_bytes, names, writemap=writer)
+
+
+def journal_path(data_dir: Path) -> Path:
+    return data_dir / JOURNAL_SUBDIR
+
+
+def open_journal_environment(data_dir: Path, map_size_bytes: int) -> lmdb.Environment:
+    """Open (creating if needed) the click journal's environment under `data_dir`.
+
+    Only the analytics actor opens it. Its `meta` database holds the
+    click ring checkpoint and the journal entries; commits are synced as
+    everywhere else.
+    """
+    return _open(journal_path(data_dir), map_size_bytes, (META_DB,), writemap=False)
 
 
 def _open(

@@ -5,14 +5,20 @@ Merging clicks into the per-link stats is the expensive part of counting
 freed often under load, so that a restarted actor finds room. The journal
 separates the two: the actor commits the raw records it took as one LMDB
 value, in the transaction that moves the ring checkpoint past them, and
-advances the ring. It merges once per flush interval, in one transaction
-that adds every pending click to the stats and deletes the journal
-entries it covered. A restarted actor reads the journal back into its
-aggregator before it peeks the ring (`workers.analytics`, Exactly once).
+advances the ring. It merges once per flush interval: one transaction of
+the stats environment adds every journaled click to the stats and
+records the sequence number of the last entry it covered
+(`workers.analytics.MERGED_THROUGH_KEY`); the entries are deleted after
+it. A restarted actor skips entries at or below that number and reads
+the rest back into its aggregator before it peeks the ring
+(`workers.analytics`, Exactly once).
 
-An entry lives in the stats environment's meta database under
-`JOURNAL_PREFIX` and an 8-byte big-endian sequence number, so entries
-sort in the order they were written. Its value is one or more chunks,
+Entries live in the journal environment (`hyperlinkr.storage`,
+`HYPERLINKR_DATA_DIR/journal`), in its meta database beside the ring
+checkpoint, under `JOURNAL_PREFIX` and an 8-byte big-endian sequence
+number, so entries sort in the order they were written. That environment
+is apart from the stats so that journal commits go on, freeing the ring,
+while a merge's write transaction is open. Its value is one or more chunks,
 back to back, each what one peek of the ring took (so packing is spread
 over the polls instead of one burst at the commit); a chunk, little
 endian::

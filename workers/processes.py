@@ -25,6 +25,7 @@ from hyperlinkr.node import open_click_ring, open_table, open_write_ring
 from hyperlinkr.storage import (
     MappedPages,
     open_environment,
+    open_journal_environment,
     open_stats_environment,
 )
 
@@ -122,6 +123,7 @@ def run_analytics(settings: Settings) -> int:
         move_stats(links_env, env)
     finally:
         links_env.close()
+    journal = open_journal_environment(settings.data_dir, map_size)
     clicks = open_click_ring(settings)
     try:
         mirror = None
@@ -143,12 +145,13 @@ def run_analytics(settings: Settings) -> int:
             pace=FlushPace(lambda: clicks.statistics().depth, 3 * clicks.capacity // 4),
             after_flush=MappedPages(env).release,
             holding=holding_for(clicks.capacity),
-            journal=True,
+            journal=journal,
         )
         heartbeat = Heartbeat.for_role(settings, "analytics", lambda: _progress(actor))
         actor.run(beating(stop, heartbeat))
     finally:
         clicks.close()
+        journal.close()
         env.close()
     return 0
 

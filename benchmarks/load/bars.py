@@ -109,4 +109,17 @@ def judge(measurements: Sequence[Measurement]) -> list[Verdict]:
                 True,
             )
         )
+    drops = [m.click_drops for m in measurements if m.target == "node"]
+    if any(count is not None for count in drops):
+        # Every node scenario, redirect-zipf and mixed at the maximum rate
+        # included: the click check counts only redirect-hot's clicks.
+        found.append(
+            Verdict(
+                "clicks dropped by the ring, every node scenario",
+                sum(count or 0 for count in drops),
+                0,
+                "",
+                False,
+            )
+        )
     return found

@@ -10,7 +10,11 @@ import time
 import httpx
 
 from hyperlinkr.stats import StatsReader
-from hyperlinkr.storage import META_DB, open_stats_environment
+from hyperlinkr.storage import (
+    META_DB,
+    open_journal_environment,
+    open_stats_environment,
+)
 from tests.e2e.conftest import MakeNode
 from tests.e2e.nodes import RunningNode
 from tests.e2e.test_node import wait_for_clicks
@@ -114,8 +118,8 @@ def test_clicks_are_counted_exactly_once_across_analytics_kills(
 
 
 def journal_entries(node: RunningNode) -> int:
-    """Click journal entries in the node's stats LMDB, read by this process."""
-    env = open_stats_environment(node.data_dir, 64 * 1024 * 1024)
+    """Click journal entries in the node's journal LMDB, read by this process."""
+    env = open_journal_environment(node.data_dir, 64 * 1024 * 1024)
     try:
         meta = env.open_db(META_DB, create=False)
         with env.begin(db=meta) as txn:

@@ -11,7 +11,9 @@ import orjson
 from hyperlinkr.storage import (
     META_DB,
     STATS_DB,
+    journal_path,
     open_environment,
+    open_journal_environment,
     open_stats_environment,
     stats_path,
 )
@@ -31,9 +33,14 @@ def _as_old_node_left_it(data_dir: Path) -> dict[bytes, bytes]:
     stats_db, meta_db = stats_env.open_db(STATS_DB), stats_env.open_db(META_DB)
     with stats_env.begin() as txn:
         values = dict(txn.cursor(db=stats_db))
-        checkpoint = txn.get(CHECKPOINT_KEY, db=meta_db)
     stats_env.close()
     shutil.rmtree(stats_path(data_dir))
+    # The ring checkpoint is in the journal environment now; old nodes had none.
+    journal_env = open_journal_environment(data_dir, MAP_SIZE_BYTES)
+    with journal_env.begin(db=journal_env.open_db(META_DB)) as txn:
+        checkpoint = txn.get(CHECKPOINT_KEY)
+    journal_env.close()
+    shutil.rmtree(journal_path(data_dir))
     old = {}
     for key, raw in values.items():
         value = orjson.loads(raw)

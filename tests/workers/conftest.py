@@ -9,7 +9,7 @@ import lmdb
 import pytest
 from actor_io import MAP_SIZE_BYTES
 
-from hyperlinkr.storage import open_environment
+from hyperlinkr.storage import open_environment, open_journal_environment
 
 
 @pytest.fixture
@@ -21,5 +21,18 @@ def lmdb_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(lmdb_path: Path) -> Iterator[lmdb.Environment]:
     environment = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    yield environment
+    environment.close()
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    """Where `journal_env` lives (in its `journal` subdirectory)."""
+    return tmp_path
+
+
+@pytest.fixture
+def journal_env(journal_dir: Path) -> Iterator[lmdb.Environment]:
+    environment = open_journal_environment(journal_dir, MAP_SIZE_BYTES)
     yield environment
     environment.close()

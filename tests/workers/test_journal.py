@@ -20,8 +20,14 @@ from actor_io import (
 )
 from list_ring import ListRing
 
-from hyperlinkr.storage import META_DB, open_environment
-from workers.analytics import AnalyticsActor, Checkpoint, FlushPace
+from hyperlinkr.storage import META_DB, open_environment, open_journal_environment
+from workers.analytics import (
+    CHECKPOINT_KEY,
+    MERGED_THROUGH_KEY,
+    AnalyticsActor,
+    Checkpoint,
+    FlushPace,
+)
 from workers.journal import (
     JOURNAL_PREFIX,
     JournalError,
@@ -51,6 +57,7 @@ class DiesBeforeAdvance(ListRing):
 def journaling_actor(
     ring: ListRing,
     env: lmdb.Environment,
+    journal: lmdb.Environment,
     flush_interval_ms: int = NEVER_MS,
     pace: FlushPace | None = None,
 ) -> AnalyticsActor:
@@ -60,16 +67,33 @@ def journaling_actor(
         env,
         flush_interval_ms=flush_interval_ms,
         batch_records=4,
-        journal=True,
+        journal=journal,
         pace=pace,
     )
 
 
-def journal_sizes(env: lmdb.Environment) -> list[int]:
+def open_journal(directory: Path) -> lmdb.Environment:
+    return open_journal_environment(directory, MAP_SIZE_BYTES)
+
+
+def journal_sizes(journal: lmdb.Environment) -> list[int]:
     """Records per journal entry, oldest first."""
-    meta = env.open_db(META_DB)
-    with env.begin(db=meta) as txn:
+    meta = journal.open_db(META_DB)
+    with journal.begin(db=meta) as txn:
         return [len(entry.records) for entry in read_journal(txn, meta)]
+
+
+def read_sequences(journal: lmdb.Environment) -> list[int]:
+    meta = journal.open_db(META_DB)
+    with journal.begin(db=meta) as txn:
+        return [entry.sequence for entry in read_journal(txn, meta)]
+
+
+def merged_through(env: lmdb.Environment) -> int | None:
+    """The last journal entry a merge covered, as the stats environment says."""
+    with env.begin(db=env.open_db(META_DB)) as txn:
+        raw = txn.get(MERGED_THROUGH_KEY)
+    return None if raw is None else int.from_bytes(raw, "big")
 
 
 # The codec
@@ -119,18 +143,18 @@ def test_entries_are_read_in_the_order_they_were_written(
 
 
 def test_a_full_batch_goes_to_the_journal_and_the_interval_merges_it(
-    env: lmdb.Environment,
+    env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 10)
-    actor = journaling_actor(ring, env)
+    actor = journaling_actor(ring, env, journal_env)
 
     assert actor.run_once() == 4
     assert actor.run_once() == 4
 
-    assert journal_sizes(env) == [4, 4]
+    assert journal_sizes(journal_env) == [4, 4]
     assert ring.head == 8  # released without merging
-    assert stored_checkpoint(env) == Checkpoint(ring.generation, 8)
+    assert stored_checkpoint(journal_env) == Checkpoint(ring.generation, 8)
     assert total_clicks(env, "a") == 0
     assert actor.statistics().flushes == 0
 
@@ -138,58 +162,89 @@ def test_a_full_batch_goes_to_the_journal_and_the_interval_merges_it(
     actor.flush()
 
     assert total_clicks(env, "a") == 10
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal_env) == []
     assert ring.head == 10
+    assert merged_through(env) == 2
     assert actor.statistics().flushes == 1
 
 
 def test_the_merge_is_due_by_the_flush_interval_not_the_batch(
-    env: lmdb.Environment,
+    env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 4)
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor = journaling_actor(ring, env, journal_env, flush_interval_ms=0)
 
     assert actor.run_once() == 4
 
     assert total_clicks(env, "a") == 4
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal_env) == []
 
 
-def test_a_restart_counts_the_journal_once(lmdb_path: Path) -> None:
+def test_a_merge_commits_what_it_took_to_the_journal_first(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 3)
+    actor = journaling_actor(ring, env, journal_env, flush_interval_ms=0)
+
+    assert actor.run_once() == 3
+
+    assert ring.advance_calls == [3]  # by the journal commit, before the merge
+    assert total_clicks(env, "a") == 3
+    assert merged_through(env) == 0
+    assert journal_sizes(journal_env) == []
+
+
+def test_a_restart_counts_the_journal_once(lmdb_path: Path, journal_dir: Path) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 8)
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    doomed = journaling_actor(ring, env)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    doomed = journaling_actor(ring, env, journal)
     doomed.run_once()
     doomed.run_once()
     env.close()  # the actor dies with 8 clicks journaled, none merged
+    journal.close()
 
     push_clicks(ring, "a", 3)
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     assert actor.run_once() == 3
 
     assert total_clicks(env, "a") == 11
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal) == []
     env.close()
+    journal.close()
 
 
 def test_death_between_journal_commit_and_advance_counts_once(
-    lmdb_path: Path,
+    lmdb_path: Path, journal_dir: Path
 ) -> None:
     ring = DiesBeforeAdvance()
     push_clicks(ring, "a", 4)
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    doomed = journaling_actor(ring, env)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    doomed = journaling_actor(ring, env, journal)
     ring.doomed = True
     with pytest.raises(ActorDied):
         doomed.run_once()
     env.close()
+    journal.close()
     assert ring.head == 0  # journaled and still in the ring
 
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     actor.recover()
     assert ring.head == 4  # the checkpoint skips what the journal holds
     push_clicks(ring, "a", 1)
@@ -197,14 +252,15 @@ def test_death_between_journal_commit_and_advance_counts_once(
 
     assert total_clicks(env, "a") == 5
     env.close()
+    journal.close()
 
 
 def test_a_failed_advance_after_a_journal_commit_is_recovered_by_the_same_actor(
-    env: lmdb.Environment,
+    env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
     ring = DiesBeforeAdvance()
     push_clicks(ring, "a", 4)
-    actor = journaling_actor(ring, env)
+    actor = journaling_actor(ring, env, journal_env)
     ring.doomed = True
     with pytest.raises(ActorDied):
         actor.run_once()
@@ -218,12 +274,15 @@ def test_a_failed_advance_after_a_journal_commit_is_recovered_by_the_same_actor(
 
 
 def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
-    lmdb_path: Path,
+    lmdb_path: Path, journal_dir: Path
 ) -> None:
     ring = ListRing()
     for code in ("a", "b", "c"):
         push_clicks(ring, code, 4)
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
     rests = []
 
     def die_on_second_rest(seconds: float) -> None:
@@ -232,104 +291,234 @@ def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
             raise ActorDied("killed in the middle of a merge")
 
     pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=die_on_second_rest)
-    doomed = journaling_actor(ring, env, pace=pace)
+    doomed = journaling_actor(ring, env, journal, pace=pace)
     for _ in range(3):
         doomed.run_once()
-    assert journal_sizes(env) == [4, 4, 4]
+    assert journal_sizes(journal) == [4, 4, 4]
     with pytest.raises(ActorDied):
         doomed.flush()  # "a" merged in the transaction, which never commits
     with pytest.raises(RuntimeError, match="cannot go on"):
         doomed.run_once()
     env.close()
+    journal.close()
 
-    env = open_environment(lmdb_path, MAP_SIZE_BYTES)
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     actor.run_once()
 
     assert [total_clicks(env, code) for code in ("a", "b", "c")] == [4, 4, 4]
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal) == []
     env.close()
+    journal.close()
+
+
+def test_the_ring_is_freed_while_a_merge_runs(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    ring = ListRing()
+    for code in ("a", "b", "c"):
+        push_clicks(ring, code, 4)
+    heads = []
+
+    def clicks_arrive(seconds: float) -> None:
+        # Between slices of the merge: what the actor did just before, and
+        # more clicks meanwhile.
+        heads.append(ring.head)
+        push_clicks(ring, "d", 4)
+
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    actor = journaling_actor(ring, env, journal_env, pace=pace)
+    for _ in range(3):
+        actor.run_once()
+    actor.flush()
+
+    # Each rest follows a poll that took the 4 clicks pushed at the rest
+    # before, and a journal commit that released them; the last 4 wait.
+    assert heads == [12, 16, 20]
+    assert journal_sizes(journal_env) == [4, 4]
+    assert [total_clicks(env, code) for code in ("a", "b", "c")] == [4, 4, 4]
+    assert total_clicks(env, "d") == 0  # taken meanwhile: the next merge's
+
+    assert actor.run_once() == 4
+    actor.flush()
+    assert total_clicks(env, "d") == 12
+    assert journal_sizes(journal_env) == []
+
+
+def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
+    lmdb_path: Path, journal_dir: Path
+) -> None:
+    ring = ListRing()
+    for code in ("a", "b", "c"):
+        push_clicks(ring, code, 4)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+
+    pushed = []
+
+    def clicks_arrive(seconds: float) -> None:
+        push_clicks(ring, "d", 4)
+        pushed.append(4)
+
+    class DiesBeforeForgetting(AnalyticsActor):
+        def _forget(self, keys: list[bytes]) -> None:
+            raise ActorDied("killed after the merge's commit")
+
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    doomed = DiesBeforeForgetting(
+        ring,
+        env,
+        flush_interval_ms=NEVER_MS,
+        batch_records=4,
+        journal=journal,
+        pace=pace,
+    )
+    for _ in range(3):
+        doomed.run_once()
+    with pytest.raises(ActorDied):
+        doomed.flush()
+    meanwhile = ring.head - 12
+    assert meanwhile >= 8  # journaled while the merge ran
+    assert len(journal_sizes(journal)) == 3 + meanwhile // 4  # nothing deleted
+    env.close()
+    journal.close()
+
+    push_clicks(ring, "d", 1)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
+    while actor.run_once():
+        pass
+
+    assert [total_clicks(env, code) for code in ("a", "b", "c")] == [4, 4, 4]
+    assert total_clicks(env, "d") == sum(pushed) + 1
+    assert journal_sizes(journal) == []
+    env.close()
+    journal.close()
+
+
+def test_sequence_numbers_go_on_past_the_last_merge_when_the_journal_is_lost(
+    lmdb_path: Path, journal_dir: Path
+) -> None:
+    ring = ListRing()
+    push_clicks(ring, "a", 8)
+    env, journal = (
+        open_environment(lmdb_path, MAP_SIZE_BYTES),
+        open_journal(journal_dir),
+    )
+    journaling_actor(ring, env, journal, flush_interval_ms=0).run_once()
+    journaling_actor(ring, env, journal, flush_interval_ms=0).run_once()
+    assert merged_through(env) == 1
+    journal.close()
+    for name in ("data.mdb", "lock.mdb"):
+        (journal_dir / "journal" / name).unlink()
+
+    push_clicks(ring, "a", 4)
+    journal = open_journal(journal_dir)
+    actor = journaling_actor(ring, env, journal)
+    actor.run_once()
+    assert read_sequences(journal) == [2]
+    actor.flush()
+
+    assert total_clicks(env, "a") == 12
+    env.close()
+    journal.close()
+
+
+def test_the_checkpoint_of_a_node_without_the_journal_environment_is_used_once(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    ring = DiesBeforeAdvance()
+    push_clicks(ring, "a", 3)
+    ring.doomed = True
+    with pytest.raises(ActorDied):  # an actor of before, without a journal
+        AnalyticsActor(ring, env, flush_interval_ms=0).run_once()
+    assert stored_checkpoint(env) == Checkpoint(ring.generation, 3)
+    assert ring.head == 0
+
+    push_clicks(ring, "a", 2)
+    actor = journaling_actor(ring, env, journal_env, flush_interval_ms=0)
+    assert actor.run_once() == 2
+
+    assert total_clicks(env, "a") == 5
+    assert stored_checkpoint(journal_env) == Checkpoint(ring.generation, 5)
+    with env.begin(db=env.open_db(META_DB)) as txn:
+        assert txn.get(CHECKPOINT_KEY) is None  # the merge deleted it
 
 
 def test_journal_entries_outlive_a_recreated_ring(
-    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+    env: lmdb.Environment,
+    journal_env: lmdb.Environment,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     old_ring = ListRing(generation=1)
     push_clicks(old_ring, "a", 4)
-    journaling_actor(old_ring, env).run_once()
+    journaling_actor(old_ring, env, journal_env).run_once()
 
     new_ring = ListRing(generation=2)
     push_clicks(new_ring, "a", 2)
-    actor = journaling_actor(new_ring, env, flush_interval_ms=0)
+    actor = journaling_actor(new_ring, env, journal_env, flush_interval_ms=0)
     assert actor.run_once() == 2
 
     assert total_clicks(env, "a") == 6
-    assert stored_checkpoint(env) == Checkpoint(2, 2)
+    assert stored_checkpoint(journal_env) == Checkpoint(2, 2)
     assert "click ring was recreated" in caplog.text
 
 
 def test_an_unreadable_entry_is_logged_skipped_and_deleted(
-    env: lmdb.Environment, caplog: pytest.LogCaptureFixture
+    env: lmdb.Environment,
+    journal_env: lmdb.Environment,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 4)
     readable, _ = ring.peek(4)
-    meta = env.open_db(META_DB)
-    with env.begin(write=True, db=meta) as txn:
+    meta = journal_env.open_db(META_DB)
+    with journal_env.begin(write=True, db=meta) as txn:
         txn.put(journal_key(0), b"\xff\xff")
         txn.put(journal_key(1), pack_records(readable))
     ring.advance(4)  # as a previous life left it
 
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor = journaling_actor(ring, env, journal_env, flush_interval_ms=0)
     actor.run_once()
 
     assert total_clicks(env, "a") == 4
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal_env) == []
     assert "click journal entry 0 is unreadable" in caplog.text
 
 
 def test_bad_records_in_the_journal_are_skipped_again(
-    env: lmdb.Environment,
+    env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 2)
     ring.push(b"garbage")
     push_clicks(ring, "a", 1)
-    journaling_actor(ring, env).run_once()
-    assert journal_sizes(env) == [4]
+    journaling_actor(ring, env, journal_env).run_once()
+    assert journal_sizes(journal_env) == [4]
 
-    actor = journaling_actor(ring, env, flush_interval_ms=0)
+    actor = journaling_actor(ring, env, journal_env, flush_interval_ms=0)
     actor.run_once()
 
     assert total_clicks(env, "a") == 3
     assert actor.statistics().bad_records == 1
 
 
-def test_stopping_merges_the_journal(env: lmdb.Environment) -> None:
+def test_stopping_merges_the_journal(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 9)
-    actor = journaling_actor(ring, env)
+    actor = journaling_actor(ring, env, journal_env)
 
     actor.run(lambda: actor.statistics().records_seen == 9)
 
     assert total_clicks(env, "a") == 9
-    assert journal_sizes(env) == []
-
-
-@pytest.mark.parametrize(("clicks", "advances"), [(1, [1]), (3, [3, 3])])
-def test_a_merge_starts_with_the_ring_freed_when_a_quarter_batch_is_taken(
-    env: lmdb.Environment, clicks: int, advances: list[int]
-) -> None:
-    # A batch of 8: from 2 taken records on, the merge commits them to the
-    # journal (and frees the ring) before its own transaction.
-    ring = ListRing()
-    push_clicks(ring, "a", clicks)
-    actor = AnalyticsActor(
-        ring, env, flush_interval_ms=0, batch_records=8, journal=True
-    )
-
-    assert actor.run_once() == clicks
-
-    assert ring.advance_calls == advances
-    assert total_clicks(env, "a") == clicks
-    assert journal_sizes(env) == []
+    assert journal_sizes(journal_env) == []
