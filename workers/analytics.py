@@ -224,17 +224,16 @@ class FlushPace:
     def paced(
         self,
         pairs: Iterator[tuple[str, LinkDelta]],
-        between: Callable[[], None] | None = None,
+        between: Callable[[], bool] | None = None,
     ) -> Iterator[tuple[str, LinkDelta]]:
         """`pairs`, calling `between` after every `work_s` of them, then resting
-        while the ring has room."""
+        if it allows (returns true) and the ring has room."""
         clock = time.perf_counter
         rest_at = clock() + self.work_s
         for pair in pairs:
             if clock() >= rest_at:
-                if between is not None:
-                    between()
-                if self.depth() < self.room:
+                may_rest = between() if between is not None else True
+                if may_rest and self.depth() < self.room:
                     self.sleep(self.rest_s)
                 rest_at = clock() + self.work_s
             yield pair
@@ -287,6 +286,7 @@ class AnalyticsActor:
         self._spent = False
         self._journal_keys: list[bytes] = []
         self._journal_sequence = 0
+        self._behind = 0  # records taken since the running merge began
         # Packed chunks of the records taken since the last commit, if journaling.
         self._held: list[bytes] = []
         self._uncommitted_since_s: float | None = None
@@ -574,6 +574,7 @@ class AnalyticsActor:
             ClickAggregator(recent_limit=self._recent_limit),
         )
         self._journal_keys = []
+        self._behind = 0
         mirrored = self._mirror is not None
         counted = _Counted(merging.drain_deltas(), keep_visitors=mirrored)
         pairs = iter(counted)
@@ -592,12 +593,15 @@ class AnalyticsActor:
         self._forget(keys)
         self._merged(merged, counted, started_s)
 
-    def _take_meanwhile(self) -> None:
+    def _take_meanwhile(self) -> bool:
         """Between slices of a merge: take what the ring published, and free the
-        ring when a journal commit is due."""
-        self._poll()
+        ring when a journal commit is due. Whether the merge may rest: not
+        once it has fallen a ring's worth of clicks behind (four batches),
+        which the next merge's tallies would have to hold in memory."""
+        self._behind += self._poll()
         if self._commit_due():
             self._commit_journal()
+        return self._behind < 4 * self._batch_records
 
     def _forget(self, keys: list[bytes]) -> None:
         """Delete journal entries a committed merge covered."""

@@ -348,6 +348,31 @@ def test_the_ring_is_freed_while_a_merge_runs(
     assert journal_sizes(journal_env) == []
 
 
+def test_a_merge_stops_resting_once_a_ring_worth_of_clicks_waits(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    ring = ListRing()
+    codes = "abcdefgh"
+    for code in codes:
+        push_clicks(ring, code, 4)
+    rests = []
+
+    def clicks_arrive(seconds: float) -> None:
+        rests.append(seconds)
+        push_clicks(ring, "z", 4)
+
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    actor = journaling_actor(ring, env, journal_env, pace=pace)
+    for _ in codes:
+        actor.run_once()
+    actor.flush()
+
+    # Batches of 4: after the fourth rest, 16 clicks have come since the
+    # merge began, and it goes on without resting.
+    assert len(rests) == 4
+    assert [total_clicks(env, code) for code in codes] == [4] * len(codes)
+
+
 def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
     lmdb_path: Path, journal_dir: Path
 ) -> None:
