@@ -76,7 +76,8 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
     _doc(
         "DATA_DIR",
         "./data",
-        "directory of the LMDB environments (links there, click stats in `stats/`)",
+        "directory of the LMDB environments (links there, click stats in `stats/`, "
+        "clicks not yet merged into them in `journal/`)",
     ),
     _doc("HOST", "127.0.0.1", "address the HTTP server binds"),
     _doc("PORT", "8000", "TCP port (plain PORT is used when this is unset)"),
