@@ -31,7 +31,9 @@ Everybody else only reads.
 Through that map, though, every page the actor writes stays mapped in its
 address space, resident and counted in its RSS, until the kernel reclaims
 it: after a flush over 10,000 links 40-55 MB, growing with the stats
-file. `MappedPages.release()` (after each flush) drops the actor's
+file. `MappedPages.release()` (after each flush, and now and then during
+one: dirty pages of an open transaction are the page cache's once
+unmapped, and its commit writes them back) drops the actor's
 page-table entries for the map: the pages stay in the page cache, which
 readers and the next flush find a minor fault away, and reclaim them as
 any unmapped cache; the data is the file's (MAP_SHARED), written back as

@@ -143,7 +143,7 @@ def run_analytics(settings: Settings) -> int:
             # A flush rests while a quarter of the ring is free: one that
             # starts with half of it held must not run flat out at once.
             pace=FlushPace(lambda: clicks.statistics().depth, 3 * clicks.capacity // 4),
-            after_flush=MappedPages(env).release,
+            release_pages=MappedPages(env).release,
             holding=holding_for(clicks.capacity),
             journal=journal,
         )

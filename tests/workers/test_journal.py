@@ -373,6 +373,33 @@ def test_a_merge_stops_resting_once_a_ring_worth_of_clicks_waits(
     assert [total_clicks(env, code) for code in codes] == [4] * len(codes)
 
 
+def test_a_long_merge_releases_the_mapped_stats_pages_as_it_goes(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    ring = ListRing()
+    codes = [f"c{i}" for i in range(70)]
+    for code in codes:
+        push_clicks(ring, code, 1)
+    releases = []
+    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=lambda seconds: None)
+    actor = AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=NEVER_MS,
+        batch_records=70,
+        journal=journal_env,
+        pace=pace,
+        release_pages=lambda: releases.append(ring.head),
+    )
+    actor.run_once()
+    actor.flush()
+
+    # With no work between rests, a slice before each of the 70 links: two
+    # releases on the way (every 32 slices) and one at the end.
+    assert len(releases) == 3
+    assert [total_clicks(env, code) for code in codes] == [1] * len(codes)
+
+
 def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
     lmdb_path: Path, journal_dir: Path
 ) -> None:
