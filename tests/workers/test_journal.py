@@ -7,6 +7,7 @@ restart is a new actor on the same LMDB files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -74,6 +75,26 @@ def journaling_actor(
 
 def open_journal(directory: Path) -> lmdb.Environment:
     return open_journal_environment(directory, MAP_SIZE_BYTES)
+
+
+def open_both(
+    lmdb_path: Path, journal_dir: Path
+) -> tuple[lmdb.Environment, lmdb.Environment]:
+    """The stats and journal environments, as a (re)started actor opens them."""
+    return open_environment(lmdb_path, MAP_SIZE_BYTES), open_journal(journal_dir)
+
+
+def clicked_ring(codes: str, clicks: int) -> ListRing:
+    """A ring holding `clicks` clicks on each one-letter code in `codes`."""
+    ring = ListRing()
+    for code in codes:
+        push_clicks(ring, code, clicks)
+    return ring
+
+
+def rest_by(at_rest: Callable[[float], None]) -> FlushPace:
+    """A pace that rests (calling `at_rest`) before every link it merges."""
+    return FlushPace(lambda: 0, room=1, work_s=0.0, sleep=at_rest)
 
 
 def journal_sizes(journal: lmdb.Environment) -> list[int]:
@@ -199,10 +220,7 @@ def test_a_merge_commits_what_it_took_to_the_journal_first(
 def test_a_restart_counts_the_journal_once(lmdb_path: Path, journal_dir: Path) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 8)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     doomed = journaling_actor(ring, env, journal)
     doomed.run_once()
     doomed.run_once()
@@ -210,10 +228,7 @@ def test_a_restart_counts_the_journal_once(lmdb_path: Path, journal_dir: Path) -
     journal.close()
 
     push_clicks(ring, "a", 3)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     assert actor.run_once() == 3
 
@@ -228,10 +243,7 @@ def test_death_between_journal_commit_and_advance_counts_once(
 ) -> None:
     ring = DiesBeforeAdvance()
     push_clicks(ring, "a", 4)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     doomed = journaling_actor(ring, env, journal)
     ring.doomed = True
     with pytest.raises(ActorDied):
@@ -240,10 +252,7 @@ def test_death_between_journal_commit_and_advance_counts_once(
     journal.close()
     assert ring.head == 0  # journaled and still in the ring
 
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     actor.recover()
     assert ring.head == 4  # the checkpoint skips what the journal holds
@@ -276,13 +285,8 @@ def test_a_failed_advance_after_a_journal_commit_is_recovered_by_the_same_actor(
 def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
     lmdb_path: Path, journal_dir: Path
 ) -> None:
-    ring = ListRing()
-    for code in ("a", "b", "c"):
-        push_clicks(ring, code, 4)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    ring = clicked_ring("abc", 4)
+    env, journal = open_both(lmdb_path, journal_dir)
     rests = []
 
     def die_on_second_rest(seconds: float) -> None:
@@ -290,7 +294,7 @@ def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
         if len(rests) == 2:
             raise ActorDied("killed in the middle of a merge")
 
-    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=die_on_second_rest)
+    pace = rest_by(die_on_second_rest)
     doomed = journaling_actor(ring, env, journal, pace=pace)
     for _ in range(3):
         doomed.run_once()
@@ -302,10 +306,7 @@ def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
     env.close()
     journal.close()
 
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     actor.run_once()
 
@@ -318,9 +319,7 @@ def test_death_during_a_merge_loses_nothing_and_counts_nothing_twice(
 def test_the_ring_is_freed_while_a_merge_runs(
     env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
-    ring = ListRing()
-    for code in ("a", "b", "c"):
-        push_clicks(ring, code, 4)
+    ring = clicked_ring("abc", 4)
     heads = []
 
     def clicks_arrive(seconds: float) -> None:
@@ -329,7 +328,7 @@ def test_the_ring_is_freed_while_a_merge_runs(
         heads.append(ring.head)
         push_clicks(ring, "d", 4)
 
-    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    pace = rest_by(clicks_arrive)
     actor = journaling_actor(ring, env, journal_env, pace=pace)
     for _ in range(3):
         actor.run_once()
@@ -351,17 +350,15 @@ def test_the_ring_is_freed_while_a_merge_runs(
 def test_a_merge_stops_resting_once_a_ring_worth_of_clicks_waits(
     env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
-    ring = ListRing()
     codes = "abcdefgh"
-    for code in codes:
-        push_clicks(ring, code, 4)
+    ring = clicked_ring(codes, 4)
     rests = []
 
     def clicks_arrive(seconds: float) -> None:
         rests.append(seconds)
         push_clicks(ring, "z", 4)
 
-    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    pace = rest_by(clicks_arrive)
     actor = journaling_actor(ring, env, journal_env, pace=pace)
     for _ in codes:
         actor.run_once()
@@ -381,7 +378,7 @@ def test_a_long_merge_releases_the_mapped_stats_pages_as_it_goes(
     for code in codes:
         push_clicks(ring, code, 1)
     releases = []
-    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=lambda seconds: None)
+    pace = rest_by(lambda seconds: None)
     actor = AnalyticsActor(
         ring,
         env,
@@ -403,13 +400,8 @@ def test_a_long_merge_releases_the_mapped_stats_pages_as_it_goes(
 def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
     lmdb_path: Path, journal_dir: Path
 ) -> None:
-    ring = ListRing()
-    for code in ("a", "b", "c"):
-        push_clicks(ring, code, 4)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    ring = clicked_ring("abc", 4)
+    env, journal = open_both(lmdb_path, journal_dir)
 
     pushed = []
 
@@ -421,7 +413,7 @@ def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
         def _forget(self, keys: list[bytes]) -> None:
             raise ActorDied("killed after the merge's commit")
 
-    pace = FlushPace(lambda: 0, room=1, work_s=0.0, sleep=clicks_arrive)
+    pace = rest_by(clicks_arrive)
     doomed = DiesBeforeForgetting(
         ring,
         env,
@@ -441,10 +433,7 @@ def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
     journal.close()
 
     push_clicks(ring, "d", 1)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     actor = journaling_actor(ring, env, journal, flush_interval_ms=0)
     while actor.run_once():
         pass
@@ -461,10 +450,7 @@ def test_sequence_numbers_go_on_past_the_last_merge_when_the_journal_is_lost(
 ) -> None:
     ring = ListRing()
     push_clicks(ring, "a", 8)
-    env, journal = (
-        open_environment(lmdb_path, MAP_SIZE_BYTES),
-        open_journal(journal_dir),
-    )
+    env, journal = open_both(lmdb_path, journal_dir)
     journaling_actor(ring, env, journal, flush_interval_ms=0).run_once()
     journaling_actor(ring, env, journal, flush_interval_ms=0).run_once()
     assert merged_through(env) == 1
