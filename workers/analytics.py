@@ -294,6 +294,7 @@ class AnalyticsActor:
         self._journal_sequence = 0
         self._behind = 0  # records taken since the running merge began
         self._slices = 0  # slices of the running merge so far
+        self._stop_poll: Callable[[], bool] | None = None  # run()'s, if running
         # Packed chunks of the records taken since the last commit, if journaling.
         self._held: list[bytes] = []
         self._uncommitted_since_s: float | None = None
@@ -606,6 +607,8 @@ class AnalyticsActor:
         ring when a journal commit is due. Whether the merge may rest: not
         once it has fallen a ring's worth of clicks behind (four batches),
         which the next merge's tallies would have to hold in memory."""
+        if self._stop_poll is not None:
+            self._stop_poll()  # its answer waits for the merge's end
         self._behind += self._poll()
         if self._commit_due():
             self._commit_journal()
@@ -649,8 +652,14 @@ class AnalyticsActor:
         self._first_bad_error = None
 
     def run(self, stop: threading.Event | Callable[[], bool]) -> None:
-        """Count until `stop` is set (or returns true), then flush once more."""
+        """Count until `stop` is set (or returns true), then flush once more.
+
+        `stop` is also polled between the slices of a merge, which may run
+        for seconds under load (a poll there beats the role's heartbeat,
+        `hyperlinkr.health.beating`); the merge finishes either way.
+        """
         should_stop = stop.is_set if isinstance(stop, threading.Event) else stop
+        self._stop_poll = should_stop
         if not self._recovered:
             self.recover()
         while not should_stop():

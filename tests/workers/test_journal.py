@@ -397,6 +397,35 @@ def test_a_long_merge_releases_the_mapped_stats_pages_as_it_goes(
     assert [total_clicks(env, code) for code in codes] == [1] * len(codes)
 
 
+def test_a_running_actor_polls_for_a_stop_between_the_slices_of_a_merge(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    # The poll beats the role's heartbeat: a long merge must not look stalled.
+    codes = "abcdef"
+    ring = clicked_ring(codes, 1)
+    polls = 0
+
+    def stop() -> bool:
+        nonlocal polls
+        polls += 1
+        return actor.statistics().flushes >= 1
+
+    seen: list[int] = []
+    actor = AnalyticsActor(
+        ring,
+        env,
+        flush_interval_ms=0,
+        batch_records=len(codes),
+        journal=journal_env,
+        pace=rest_by(lambda seconds: seen.append(polls)),
+    )
+    actor.run(stop)
+
+    assert len(seen) == len(codes)  # a rest before each link merged
+    assert seen == list(range(seen[0], seen[0] + len(codes)))  # a poll each
+    assert [total_clicks(env, code) for code in codes] == [1] * len(codes)
+
+
 def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
     lmdb_path: Path, journal_dir: Path
 ) -> None:
