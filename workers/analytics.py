@@ -192,7 +192,7 @@ class AnalyticsStatistics:
     last_flush_duration_ms: float
     bad_records: int
     pending_records: int
-    oldest_pending_ms: int | None  # click time of the oldest uncommitted click
+    oldest_pending_ms: int | None  # click time of the oldest click not merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +295,7 @@ class AnalyticsActor:
         self._behind = 0  # records taken since the running merge began
         self._slices = 0  # slices of the running merge so far
         self._stop_poll: Callable[[], bool] | None = None  # run()'s, if running
+        self._merging_oldest_ms: int | None = None  # of the running merge
         # Packed chunks of the records taken since the last commit, if journaling.
         self._held: list[bytes] = []
         self._uncommitted_since_s: float | None = None
@@ -584,6 +585,8 @@ class AnalyticsActor:
         self._journal_keys = []
         self._behind = 0
         self._slices = 0
+        # Until its commit, the merge's clicks are the oldest not in the stats.
+        self._merging_oldest_ms = merging.oldest_ts_ms
         mirrored = self._mirror is not None
         counted = _Counted(merging.drain_deltas(), keep_visitors=mirrored)
         pairs = iter(counted)
@@ -599,6 +602,7 @@ class AnalyticsActor:
             # Where a node without the journal environment kept the checkpoint.
             txn.delete(CHECKPOINT_KEY, db=self._meta_db)
         self._spent = False
+        self._merging_oldest_ms = None
         self._forget(keys)
         self._merged(merged, counted, started_s)
 
@@ -676,7 +680,14 @@ class AnalyticsActor:
             last_flush_duration_ms=self._last_flush_duration_ms,
             bad_records=self._bad_records,
             pending_records=self._taken,
-            oldest_pending_ms=self._aggregator.oldest_ts_ms,
+            oldest_pending_ms=min(
+                (
+                    ms
+                    for ms in (self._merging_oldest_ms, self._aggregator.oldest_ts_ms)
+                    if ms is not None
+                ),
+                default=None,
+            ),
         )
 
 

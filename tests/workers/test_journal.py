@@ -19,8 +19,10 @@ from actor_io import (
     stored_checkpoint,
     total_clicks,
 )
+from click_producers import FIREFOX, MAY_1_MS
 from list_ring import ListRing
 
+from hyperlinkr.clicks import encode_click
 from hyperlinkr.storage import META_DB, open_environment, open_journal_environment
 from workers.analytics import (
     CHECKPOINT_KEY,
@@ -424,6 +426,29 @@ def test_a_running_actor_polls_for_a_stop_between_the_slices_of_a_merge(
     assert len(seen) == len(codes)  # a rest before each link merged
     assert seen == list(range(seen[0], seen[0] + len(codes)))  # a poll each
     assert [total_clicks(env, code) for code in codes] == [1] * len(codes)
+
+
+def test_the_oldest_pending_click_during_a_merge_is_the_merge_s(
+    env: lmdb.Environment, journal_env: lmdb.Environment
+) -> None:
+    # What the analytics lag gauge and /healthz read.
+    ring = clicked_ring("abc", 4)
+    oldest: list[int | None] = []
+
+    def clicks_arrive(seconds: float) -> None:
+        oldest.append(actor.statistics().oldest_pending_ms)
+        ring.push(
+            encode_click("d", MAY_1_MS + 60_000, None, FIREFOX, ring.record_bytes)
+        )
+
+    actor = journaling_actor(ring, env, journal_env, pace=rest_by(clicks_arrive))
+    for _ in range(3):
+        actor.run_once()
+    assert actor.statistics().oldest_pending_ms == MAY_1_MS
+    actor.flush()
+
+    assert oldest == [MAY_1_MS] * 3
+    assert actor.statistics().oldest_pending_ms == MAY_1_MS + 60_000  # "d"'s
 
 
 def test_death_after_a_merge_with_clicks_journaled_meanwhile_counts_once(
