@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,6 +72,43 @@ def get_many(port: int, path: str, count: int, threads: int = 4) -> dict[int, in
     total: dict[int, int] = {}
     with ThreadPoolExecutor(threads) as pool:
         for statuses in pool.map(run, shares):
+            for status, n in statuses.items():
+                total[status] = total.get(status, 0) + n
+    return total
+
+
+def get_each(
+    port: int, paths: Sequence[str], threads: int = 4, per_s: float = 0.0
+) -> dict[int, int]:
+    """GET every path once over keep-alive connections, split among threads
+    (each sending at most `per_s / threads` a second, if `per_s`); statuses
+    counted."""
+    interval_s = threads / per_s if per_s else 0.0
+
+    def run(chunk: Sequence[str]) -> dict[int, int]:
+        conn = _connection(port)
+        statuses: dict[int, int] = {}
+        started_s = time.monotonic()
+        for i, path in enumerate(chunk):
+            ahead_s = started_s + i * interval_s - time.monotonic()
+            if ahead_s > 0:
+                time.sleep(ahead_s)
+            try:
+                conn.request("GET", path, headers={"user-agent": "loadtest/1.0"})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = _connection(port)
+                status = 0
+            statuses[status] = statuses.get(status, 0) + 1
+        conn.close()
+        return statuses
+
+    total: dict[int, int] = {}
+    with ThreadPoolExecutor(threads) as pool:
+        for statuses in pool.map(run, [paths[i::threads] for i in range(threads)]):
             for status, n in statuses.items():
                 total[status] = total.get(status, 0) + n
     return total
