@@ -82,7 +82,8 @@ def worker_cpus(settings: Settings) -> list[int | None]:
     usable = sorted(os.sched_getaffinity(0))
     if not settings.pin_workers or not 2 <= settings.workers <= len(usable):
         return [None] * settings.workers
-    return list[int | None](usable[: settings.workers])
+    cpus: list[int | None] = [*usable[: settings.workers]]
+    return cpus
 
 
 def serve_worker(settings: Settings, listen_fd: int, cpu: int | None = None) -> int:
