@@ -50,31 +50,7 @@ def shorten_many(
 
 def get_many(port: int, path: str, count: int, threads: int = 4) -> dict[int, int]:
     """GET `path` `count` times over keep-alive connections; statuses counted."""
-
-    def run(n: int) -> dict[int, int]:
-        conn = _connection(port)
-        statuses: dict[int, int] = {}
-        for _ in range(n):
-            try:
-                conn.request("GET", path, headers={"user-agent": "loadtest/1.0"})
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = _connection(port)
-                status = 0
-            statuses[status] = statuses.get(status, 0) + 1
-        conn.close()
-        return statuses
-
-    shares = [count // threads + (i < count % threads) for i in range(threads)]
-    total: dict[int, int] = {}
-    with ThreadPoolExecutor(threads) as pool:
-        for statuses in pool.map(run, shares):
-            for status, n in statuses.items():
-                total[status] = total.get(status, 0) + n
-    return total
+    return get_each(port, [path] * count, threads)
 
 
 def get_each(

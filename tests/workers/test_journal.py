@@ -7,7 +7,7 @@ restart is a new actor on the same LMDB files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import lmdb
@@ -86,8 +86,9 @@ def open_both(
     return open_environment(lmdb_path, MAP_SIZE_BYTES), open_journal(journal_dir)
 
 
-def clicked_ring(codes: str, clicks: int) -> ListRing:
-    """A ring holding `clicks` clicks on each one-letter code in `codes`."""
+def clicked_ring(codes: Iterable[str], clicks: int) -> ListRing:
+    """A ring holding `clicks` clicks on each code in `codes` (a string: each
+    letter a code)."""
     ring = ListRing()
     for code in codes:
         push_clicks(ring, code, clicks)
@@ -375,10 +376,8 @@ def test_a_merge_stops_resting_once_a_ring_worth_of_clicks_waits(
 def test_a_long_merge_releases_the_mapped_stats_pages_as_it_goes(
     env: lmdb.Environment, journal_env: lmdb.Environment
 ) -> None:
-    ring = ListRing()
     codes = [f"c{i}" for i in range(70)]
-    for code in codes:
-        push_clicks(ring, code, 1)
+    ring = clicked_ring(codes, 1)
     releases = []
     pace = rest_by(lambda seconds: None)
     actor = AnalyticsActor(
